@@ -1,0 +1,165 @@
+"""Building blocks: the MBConv candidate, skip, and the fixed stem and head.
+
+MBConv (MobileNetV2's inverted residual, with optional squeeze-and-excitation):
+expand 1x1 -> BN -> ReLU6, depthwise kxk (stride) -> BN -> ReLU6, [SE], project 1x1 -> BN,
+plus the input when stride is 1 and channels match. With expansion 1 the expand conv is
+omitted, as in MobileNetV2's first block.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ponas.space import Candidate, SearchSpace
+
+
+def conv_bn_act(
+    cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1
+) -> nn.Sequential:
+    """Conv (no bias) -> BatchNorm -> ReLU6, 'same' padding."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU6(inplace=True),
+    )
+
+
+def se_channels(hidden: int, reduction: int, min_channels: int) -> int:
+    """Squeeze width: hidden / reduction, but at least ``min_channels``."""
+    return max(min_channels, hidden // reduction)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention after the depthwise conv: pool, 1x1 -> ReLU -> 1x1 -> sigmoid, scale."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeeze, 1)
+        self.expand = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = torch.sigmoid(self.expand(torch.relu(self.reduce(s))))
+        return x * s
+
+
+class MBConv(nn.Module):
+    """Inverted residual block; see the module docstring."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        expansion: int,
+        kernel: int,
+        stride: int,
+        se: bool = False,
+        se_reduction: int = 4,
+        se_min_channels: int = 8,
+    ) -> None:
+        super().__init__()
+        hidden = cin * expansion
+        self.use_residual = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers.append(conv_bn_act(cin, hidden, 1))
+        layers.append(conv_bn_act(hidden, hidden, kernel, stride, groups=hidden))
+        if se:
+            layers.append(SqueezeExcite(hidden, se_channels(hidden, se_reduction, se_min_channels)))
+        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return x + out if self.use_residual else out
+
+
+def make_block(space: SearchSpace, layer: int, candidate: str) -> nn.Module:
+    """The module for ``candidate`` at searchable layer ``layer`` of ``space``."""
+    spec = space.layers[layer]
+    cand = Candidate.parse(candidate)
+    if cand.skip:
+        return nn.Identity()
+    return MBConv(
+        spec.in_channels,
+        spec.out_channels,
+        cand.expansion,
+        cand.kernel,
+        spec.stride,
+        cand.se,
+        space.se_reduction,
+        space.se_min_channels,
+    )
+
+
+def make_stem(space: SearchSpace) -> nn.Sequential:
+    """The fixed input side: stem conv, then the fixed first MBConv."""
+    return nn.Sequential(
+        conv_bn_act(space.in_channels, space.stem_channels, space.stem_kernel, space.stem_stride),
+        MBConv(
+            space.stem_channels,
+            space.first_channels,
+            space.first_expansion,
+            space.first_kernel,
+            1,
+        ),
+    )
+
+
+class Head(nn.Module):
+    """The fixed output side: 1x1 conv to ``head_channels``, pool, dropout, linear classifier."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.conv = conv_bn_act(space.last_channels, space.head_channels, 1)
+        self.dropout = nn.Dropout(space.dropout)
+        self.classifier = nn.Linear(space.head_channels, space.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x).mean((2, 3))
+        return self.classifier(self.dropout(x))
+
+
+def init_weights(module: nn.Module) -> None:
+    """The reference's init: conv normal(0, sqrt(2 / (k*k*out))), BN 1/0, linear normal(0, 0.01)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module, batches, forward=None, device: torch.device | None = None
+) -> None:
+    """Re-estimate BatchNorm running statistics from a few training batches.
+
+    A supernet path evaluated with the running statistics of the whole supernet is near
+    chance, so every evaluation of a path (or a freshly inherited network) first resets the
+    statistics and averages them over ``batches`` (cumulative average, momentum=None).
+    ``forward(x)`` defaults to ``model(x)``; pass e.g. ``lambda x: supernet(x, choices)``.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    forward = forward or model
+    for x, _ in batches:
+        forward(x.to(device) if device is not None else x)
+    for m, momentum in zip(bns, saved, strict=True):
+        m.momentum = momentum
+    model.train(was_training)

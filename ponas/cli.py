@@ -1,0 +1,388 @@
+"""The ``ponas`` command: describe, search, deploy, evaluate, profile.
+
+Every command prints a one-line ``ponas: error: ...`` and exits with status 2 on bad input
+(unknown model, malformed file, impossible budget), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _fmt_count(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:g}"
+
+
+def resolve_model(spec: str, num_classes: int | None = None, input_size: int | None = None):
+    """``PONASA|PONASB|PONASC`` (imagenet space), an architecture ``.json``, or a bundle ``.pt``.
+
+    Returns ``(model, bundle_or_None)``. ``num_classes`` / ``input_size`` re-shape the space of
+    a released model or architecture for another dataset; a bundle keeps its own.
+    """
+    from ponas.export import load_bundle
+    from ponas.network import RELEASED, Network, load_architecture, released_name
+    from ponas.space import load_space
+
+    if Path(spec).suffix in (".pt", ".pth"):
+        return load_bundle(spec)
+    key = released_name(spec)
+    if key is not None:
+        space, choices = load_space("imagenet"), RELEASED[key]
+    elif spec.endswith(".json"):
+        net = load_architecture(spec)
+        space, choices = net.space, net.choices
+    else:
+        raise CommandError(
+            f"unknown model {spec!r}: expected PONASA, PONASB, PONASC, an architecture .json "
+            "or a checkpoint bundle .pt"
+        )
+    overrides = {"num_classes": num_classes, "input_size": input_size}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        space = space.replace(**overrides)
+    return Network(space, choices), None
+
+
+# ---- describe ------------------------------------------------------------------------------
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from ponas.cost import base_cost, candidate_cost
+
+    model, _ = resolve_model(args.model)
+    space = model.space
+    base = base_cost(space)
+    rows = []
+    total_macs, total_params = base.macs, base.params
+    for layer, name in zip(space.layers, model.choices, strict=True):
+        c = candidate_cost(space, layer.index, name)
+        total_macs += c.macs
+        total_params += c.params
+        rows.append(
+            {
+                "layer": layer.index,
+                "choice": name,
+                "in": layer.in_channels,
+                "out": layer.out_channels,
+                "stride": layer.stride,
+                "size": layer.in_size,
+                "macs": c.macs,
+                "params": c.params,
+            }
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "space": space.name,
+                    "macs": total_macs,
+                    "params": total_params,
+                    "choices": list(model.choices),
+                    "base": {"macs": base.macs, "params": base.params},
+                    "layers": rows,
+                }
+            )
+        )
+        return 0
+    print(f"{args.model}: {space.name} space, input {space.input_size}x{space.input_size}")
+    print(
+        f"{'layer':>5}  {'choice':<10} {'in':>5} {'out':>5} {'stride':>6} {'size':>5} {'MACs':>9} {'params':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['layer']:>5}  {r['choice']:<10} {r['in']:>5} {r['out']:>5} {r['stride']:>6} "
+            f"{r['size']:>5} {_fmt_count(r['macs']):>9} {_fmt_count(r['params']):>9}"
+        )
+    print(
+        f"fixed parts (stem, first block, head): {_fmt_count(base.macs)} MACs, {_fmt_count(base.params)} params"
+    )
+    print(f"total: {_fmt_count(total_macs)} MACs, {_fmt_count(total_params)} params")
+    return 0
+
+
+# ---- profile -------------------------------------------------------------------------------
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ponas.cost import latency_error, profile_latency
+    from ponas.export import atomic_write
+    from ponas.space import load_space
+
+    space = load_space(args.space)
+    if args.input_size:
+        space = space.replace(input_size=args.input_size)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CommandError(
+            "--device cuda: no CUDA device is available on this machine; use --device cpu"
+        )
+    if args.batch < 1:
+        raise CommandError(f"--batch must be at least 1, got {args.batch}")
+    bar = tqdm(desc="profiling blocks", unit="block", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    lut = profile_latency(space, args.device, args.batch, args.warmup, args.repeats, progress)
+    bar.close()
+    checks = latency_error(
+        lut, space, args.device, samples=args.check, warmup=args.warmup, repeats=args.repeats
+    )
+    lut["check"] = checks
+    atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(lut, indent=1)))
+    print(f"latency table for {space.name} on {lut['device']} (batch {args.batch}) -> {args.out}")
+    print(f"fixed parts: {lut['base_ms']:.3f} ms")
+    for row in checks:
+        print(
+            f"random arch: predicted {row['predicted_ms']:.2f} ms, measured {row['measured_ms']:.2f} ms, "
+            f"error {row['error_pct']:+.1f}%"
+        )
+    if checks:
+        mean_abs = sum(abs(r["error_pct"]) for r in checks) / len(checks)
+        print(f"mean absolute error of the summed prediction: {mean_abs:.1f}%")
+    return 0
+
+
+# ---- evaluate ------------------------------------------------------------------------------
+
+EVAL_KEYS = {
+    "cuda",
+    "ngpu",
+    "num_workers",
+    "batch_size",
+    "datasets",
+    "dataset_dir",
+    "input_size",
+    "mean",
+    "std",
+    "log_dir",
+    "val_size",
+    "seed",
+}
+
+
+def load_yaml_config(path: str, allowed: set[str] | None = None) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    try:
+        cfg = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise CommandError(f"{p}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise CommandError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise CommandError(f"{p}: expected a mapping of config keys, got {type(cfg).__name__}")
+    if allowed is not None:
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise CommandError(f"{p}: unknown config keys {unknown}; allowed: {sorted(allowed)}")
+    return cfg
+
+
+def load_weights(model, path: str) -> None:
+    """Load a plain state dict (or a dict holding one) with a CPU map_location; a mismatch is an
+    error listing the keys, not a traceback."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CommandError(f"--pretrain {p}: no such file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CommandError(f"--pretrain {p}: not a readable PyTorch checkpoint ({exc})") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict):
+        raise CommandError(f"--pretrain {p}: expected a state dict, got {type(obj).__name__}")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(
+        k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or wrong_shape:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)}: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {show(unexpected)}")
+        if wrong_shape:
+            parts.append(f"wrong shape {len(wrong_shape)}: {show(wrong_shape)}")
+        raise CommandError(f"--pretrain {p} does not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ponas.cost import _median_ms, network_cost
+    from ponas.data import load_dataset, make_loader
+    from ponas.export import atomic_write
+    from ponas.train import evaluate, pick_device
+
+    cfg = load_yaml_config(args.cfg, EVAL_KEYS)
+    model, bundle = resolve_model(args.model)
+    space = model.space
+    dataset = str(cfg.get("datasets", space.dataset)).lower()
+    dataset = {"imagenet": "imagefolder"}.get(dataset, dataset)
+    input_size = int(
+        cfg.get("input_size", bundle["preprocessing"]["input_size"] if bundle else space.input_size)
+    )
+    mean = cfg.get("mean", list(space.mean))
+    std = cfg.get("std", list(space.std))
+    splits = load_dataset(
+        dataset,
+        cfg.get("dataset_dir"),
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        val_size=cfg.get("val_size", 0.1),
+        seed=int(cfg.get("seed", 0)),
+    )
+    if bundle is None:
+        model, _ = resolve_model(args.model, num_classes=splits.num_classes, input_size=input_size)
+        if not args.pretrain:
+            raise CommandError(
+                f"--pretrain is required with --model {args.model} (weights to evaluate)"
+            )
+        load_weights(model, args.pretrain)
+    elif args.pretrain:
+        load_weights(model, args.pretrain)
+    if model.space.num_classes != splits.num_classes:
+        raise CommandError(
+            f"the model predicts {model.space.num_classes} classes, the {dataset} data has {splits.num_classes}"
+        )
+    device = pick_device(bool(cfg.get("cuda", False)))
+    model = model.to(device).eval()
+    forward = model
+    ngpu = int(cfg.get("ngpu", 1))
+    if device.type == "cuda" and ngpu > 1 and torch.cuda.device_count() > 1:
+        forward = torch.nn.DataParallel(
+            model, device_ids=list(range(min(ngpu, torch.cuda.device_count())))
+        )
+    loader = make_loader(
+        splits.test,
+        int(cfg.get("batch_size", 64)),
+        shuffle=False,
+        num_workers=int(cfg.get("num_workers", 0)),
+    )
+    bar = tqdm(total=len(splits.test), desc="evaluating", unit="img", file=sys.stderr)
+    metrics = evaluate(forward, loader, device, topk=(1, 5), progress=bar.update)
+    bar.close()
+    cost = network_cost(model.space, model.choices)
+    x = torch.randn(1, model.space.in_channels, input_size, input_size, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        latency = _median_ms(lambda: model(x), sync, warmup=10, repeats=30)
+    result = {
+        "model": args.model,
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "examples": metrics["examples"],
+        "macs": cost.macs,
+        "params": cost.params,
+        "latency_ms": latency,
+        "device": str(device),
+    }
+    print(
+        f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  ({metrics['examples']} images)"
+    )
+    print(
+        f"MACs {_fmt_count(cost.macs)}  params {_fmt_count(cost.params)}  latency {latency:.2f} ms (batch 1, {device}, median)"
+    )
+    if cfg.get("log_dir"):
+        out = Path(cfg["log_dir"]) / "evaluate.json"
+        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+# ---- the parser ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ponas",
+        description="Progressive One-shot NAS: search once, deploy a network for any budget.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("describe", help="MACs, params and layers of a network")
+    p.add_argument(
+        "--model", required=True, help="PONASA|PONASB|PONASC, an ARCH.json or a bundle .pt"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("evaluate", help="top-1/top-5, MACs, params and latency of trained weights")
+    p.add_argument(
+        "--cfg",
+        required=True,
+        help="config.yml (cuda, ngpu, num_workers, batch_size, datasets, dataset_dir, input_size, mean, std, log_dir)",
+    )
+    p.add_argument(
+        "--model", required=True, help="PONASA|PONASB|PONASC, an ARCH.json or a bundle .pt"
+    )
+    p.add_argument("--pretrain", help="weights (.pth state dict); optional for a bundle")
+    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("profile", help="measure a latency lookup table of every block")
+    p.add_argument("--space", default="imagenet", help="preset name or space YAML")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--input-size", type=int, help="override the space's input resolution")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument(
+        "--check", type=int, default=3, help="random whole networks to check the sum against"
+    )
+    p.add_argument("--out", required=True, help="where to write lut.json")
+    p.set_defaults(func=cmd_profile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("ponas: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError, OSError) as exc:
+        print(f"ponas: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
