@@ -29,7 +29,9 @@ def steps_per_second(step, batches: int) -> float:
     return batches / (time.perf_counter() - start)
 
 
-def compare(space, batch: int, rounds: int, steps: int, seed: int = 0) -> tuple[float, float, float]:
+def compare(
+    space, batch: int, rounds: int, steps: int, seed: int = 0
+) -> tuple[float, float, float]:
     torch.manual_seed(seed)
     supernet = Supernet(space).to(memory_format=torch.channels_last)
     choices = supernet.sample(random.Random(seed))

@@ -326,6 +326,67 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- search --------------------------------------------------------------------------------
+
+
+def _parse_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ponas.search import Cancelled, TqdmCallback, run_search
+
+    overrides: dict[str, Any] = {}
+    space: Any = args.preset
+    out = args.out
+    if args.cfg:
+        cfg = load_yaml_config(args.cfg)
+        space = cfg.pop("space", None) or cfg.pop("preset", None) or space
+        cfg.pop("preset", None)
+        if isinstance(space, dict):
+            from ponas.space import SearchSpace
+
+            space = SearchSpace.from_dict(space)
+        out = out or cfg.pop("out", None)
+        cfg.pop("out", None)
+        overrides.update(cfg.pop("search", None) or {})
+        overrides.update(cfg)
+    if space is None:
+        raise CommandError(
+            "give --preset NAME or --cfg search.yml (with a 'preset' or 'space' key)"
+        )
+    for flag in ("epochs", "seed", "device", "dataset", "dataset_dir"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=30")
+        overrides[key.strip()] = _parse_value(value)
+    name = space if isinstance(space, str) else space.name
+    out = Path(out or f"runs/{Path(name).stem}")
+    bars = TqdmCallback()
+    try:
+        table = run_search(space, overrides, out, bars, resume=args.resume)
+    except Cancelled:
+        print(
+            f"search stopped; resume with: ponas search ... --out {out} --resume", file=sys.stderr
+        )
+        return 130
+    finally:
+        bars.close()
+    print(f"path: {' '.join(table.path)}")
+    print(
+        f"wrote {out / 'table.json'} and {out / 'supernet.pt'} (checkpoints in {out / 'checkpoints'})"
+    )
+    return 0
+
+
 # ---- the parser ----------------------------------------------------------------------------
 
 
@@ -342,6 +403,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("search", help="run both stages and write the accuracy table")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="imagenet, cifar10, digits, or a space YAML")
+    src.add_argument("--cfg", help="search.yml: 'preset' or 'space', and any training setting")
+    p.add_argument("--out", help="output folder (default runs/PRESET)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in --out"
+    )
+    p.add_argument("--epochs", type=int, help="stage-1 epochs")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dataset", choices=["digits", "cifar10", "imagefolder"])
+    p.add_argument(
+        "--dataset-dir", dest="dataset_dir", help="folder of a cifar10 or imagefolder dataset"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any setting, e.g. --set finetune_steps=20",
+    )
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("evaluate", help="top-1/top-5, MACs, params and latency of trained weights")
     p.add_argument(

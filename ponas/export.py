@@ -33,7 +33,7 @@ def versions() -> dict[str, str]:
 
     return {
         "ponas": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
     }
@@ -108,3 +108,141 @@ def load_bundle(path: str | Path) -> tuple[Network, dict[str, Any]]:
     model = Network(SearchSpace.from_dict(bundle["space"]), bundle["choices"])
     model.load_state_dict(bundle["state_dict"])
     return model.eval(), bundle
+
+
+FORMATS = ("pt", "torchscript", "onnx")
+FILENAMES = {"pt": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+
+
+def export_torchscript(path: str | Path, model: Network) -> Path:
+    """A TorchScript file (``torch.jit.trace`` of the eval-mode network) runnable without ponas."""
+    model = model.eval()
+    example = torch.randn(
+        1, model.space.in_channels, model.space.input_size, model.space.input_size
+    )
+    with torch.no_grad():
+        scripted = torch.jit.trace(model, example)
+    return atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
+
+
+def export_onnx(path: str | Path, model: Network, opset: int = 17) -> Path:
+    """An ONNX file with a dynamic batch dimension (input ``images``, output ``logits``)."""
+    import warnings
+
+    model = model.eval()
+    space = model.space
+    example = torch.randn(2, space.in_channels, space.input_size, space.input_size)
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                tmp,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+
+    return atomic_write(path, write)
+
+
+def model_card(
+    model: Network,
+    metrics: dict[str, Any] | None = None,
+    cost: dict[str, float] | None = None,
+    predicted_score: float | None = None,
+    budgets: dict[str, float] | None = None,
+    title: str = "PONAS specialized network",
+) -> str:
+    """A short Markdown model card: architecture, costs, predicted score, measured accuracy."""
+    from ponas.cost import network_cost
+
+    space = model.space
+    metrics = dict(metrics or {})
+    computed = network_cost(space, model.choices)
+    cost = {"macs": computed.macs, "params": computed.params, **(cost or {})}
+    lines = [
+        f"# {title}",
+        "",
+        f"Searched with PONAS in the `{space.name}` space ({space.num_layers} layers, "
+        f"{len(space.candidates)} candidates per layer); input {space.in_channels}x"
+        f"{space.input_size}x{space.input_size}, {space.num_classes} classes.",
+        "",
+        "## Cost",
+        "",
+        f"- MACs: {cost['macs'] / 1e6:.2f}M",
+        f"- Parameters: {cost['params'] / 1e6:.3f}M",
+    ]
+    if "latency_ms" in cost:
+        lines.append(f"- Predicted latency: {cost['latency_ms']:.2f} ms")
+    if budgets:
+        shown = ", ".join(f"{k} <= {v:g}" for k, v in budgets.items())
+        lines.append(f"- Budgets: {shown}")
+    lines += ["", "## Accuracy", ""]
+    if predicted_score is not None:
+        lines.append(
+            f"- Predicted score (sum of table accuracies over layers): {predicted_score:.4f}"
+        )
+    for key, label in (("top1", "Top-1"), ("top5", "Top-5")):
+        if key in metrics:
+            lines.append(f"- Measured {label} on the test split: {100 * metrics[key]:.2f}%")
+    if "finetune_epochs" in metrics:
+        lines.append(
+            f"- Fine-tuned for {metrics['finetune_epochs']} epochs after inheriting weights"
+        )
+    lines += [
+        "",
+        "## Architecture",
+        "",
+        "| layer | block | in | out | stride |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for layer, name in zip(space.layers, model.choices, strict=True):
+        lines.append(
+            f"| {layer.index} | `{name}` | {layer.in_channels} | {layer.out_channels} | {layer.stride} |"
+        )
+    lines += [
+        "",
+        "## Preprocessing",
+        "",
+        f"Resize to {space.input_size}x{space.input_size}, scale to [0, 1], normalize with "
+        f"mean {list(space.mean)} and std {list(space.std)}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export_all(
+    model: Network,
+    out: str | Path,
+    formats: tuple[str, ...] | list[str] = FORMATS,
+    metrics: dict[str, Any] | None = None,
+    cost: dict[str, float] | None = None,
+    predicted_score: float | None = None,
+    budgets: dict[str, float] | None = None,
+) -> dict[str, Path]:
+    """Write the requested formats and ``model_card.md`` into ``out``; their paths by format."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export formats {unknown}; choose from {list(FORMATS)}")
+    out = Path(out)
+    model = model.cpu().eval()
+    written: dict[str, Path] = {}
+    for fmt in formats:
+        path = out / FILENAMES[fmt]
+        if fmt == "pt":
+            extra = {"predicted_score": predicted_score, "budgets": dict(budgets or {})}
+            written[fmt] = save_bundle(path, model, metrics, cost, extra)
+        elif fmt == "torchscript":
+            written[fmt] = export_torchscript(path, model)
+        else:
+            written[fmt] = export_onnx(path, model)
+    card = model_card(model, metrics, cost, predicted_score, budgets)
+    written["model_card"] = atomic_write(
+        out / "model_card.md", lambda tmp: Path(tmp).write_text(card)
+    )
+    return written

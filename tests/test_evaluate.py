@@ -61,7 +61,9 @@ def test_evaluate_matches_an_independent_loop(tmp_path, imagefolder, capsys):
     torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, weights)
     cfg = write_config(tmp_path, imagefolder)
 
-    code = main(["evaluate", "--cfg", str(cfg), "--model", "PONASA", "--pretrain", str(weights), "--json"])
+    code = main(
+        ["evaluate", "--cfg", str(cfg), "--model", "PONASA", "--pretrain", str(weights), "--json"]
+    )
     assert code == 0
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
@@ -97,7 +99,9 @@ def test_weights_that_do_not_fit_list_the_mismatched_keys(tmp_path, imagefolder,
     weights = tmp_path / "b.pth"
     torch.save(state, weights)
     cfg = write_config(tmp_path, imagefolder)
-    assert main(["evaluate", "--cfg", str(cfg), "--model", "PONASA", "--pretrain", str(weights)]) == 2
+    assert (
+        main(["evaluate", "--cfg", str(cfg), "--model", "PONASA", "--pretrain", str(weights)]) == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"ponas: error: --pretrain {weights} does not fit the model:")
     assert "layers." in err and "\n" not in err
