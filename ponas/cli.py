@@ -122,7 +122,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ponas.cost import latency_error, profile_latency
-    from ponas.export import atomic_write
+    from ponas.files import atomic_write_text
     from ponas.space import load_space
 
     space = load_space(args.space)
@@ -146,7 +146,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         lut, space, args.device, samples=args.check, warmup=args.warmup, repeats=args.repeats
     )
     lut["check"] = checks
-    atomic_write(args.out, lambda tmp: Path(tmp).write_text(json.dumps(lut, indent=1)))
+    atomic_write_text(args.out, json.dumps(lut, indent=1))
     print(f"latency table for {space.name} on {lut['device']} (batch {args.batch}) -> {args.out}")
     print(f"fixed parts: {lut['base_ms']:.3f} ms")
     for row in checks:
@@ -245,7 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from ponas.cost import _median_ms, network_cost
     from ponas.data import load_dataset, make_loader
-    from ponas.export import atomic_write
+    from ponas.files import atomic_write_text
     from ponas.train import evaluate, pick_device
 
     cfg = load_yaml_config(args.cfg, EVAL_KEYS)
@@ -320,7 +320,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     if cfg.get("log_dir"):
         out = Path(cfg["log_dir"]) / "evaluate.json"
-        atomic_write(out, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
+        atomic_write_text(out, json.dumps(result, indent=1))
     if args.json:
         print(json.dumps(result))
     return 0
@@ -387,6 +387,101 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- deploy --------------------------------------------------------------------------------
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from ponas.deploy import format_cost, pareto_frontier, parse_budget, solve
+    from ponas.table import AccuracyTable
+
+    table = AccuracyTable.load(args.table)
+    if args.pareto:
+        if args.pareto not in table.cost_kinds:
+            raise CommandError(
+                f"--pareto {args.pareto}: this table has costs {', '.join(table.cost_kinds)}"
+            )
+        frontier = pareto_frontier(table, args.pareto)
+        if args.json:
+            print(json.dumps([p.to_dict() for p in frontier]))
+            return 0
+        print(f"{len(frontier)} Pareto-optimal networks (score against {args.pareto}):")
+        for point in frontier:
+            print(
+                f"{format_cost(args.pareto, point.cost[args.pareto]):>14}  score {point.score:.4f}  "
+                f"{' '.join(point.choices)}"
+            )
+        return 0
+    budgets = {}
+    for kind, text in (
+        ("macs", args.max_macs),
+        ("params", args.max_params),
+        ("latency_ms", args.max_latency_ms),
+    ):
+        if text is not None:
+            flag = "--max-" + kind.replace("_", "-")
+            try:
+                budgets[kind] = parse_budget(text)
+            except ValueError as exc:
+                raise CommandError(f"{flag}: {exc}") from None
+    selection = solve(table, budgets)
+    result = selection.to_dict()
+    if args.export:
+        if not args.supernet:
+            raise CommandError("--export needs --supernet supernet.pt (the weights to inherit)")
+        from ponas.deploy import specialize
+        from ponas.export import export_all
+
+        overrides: dict[str, Any] = {}
+        if args.dataset_dir:
+            overrides["dataset_dir"] = args.dataset_dir
+        for item in args.set or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"--set {item!r}: expected KEY=VALUE")
+            overrides[key.strip()] = _parse_value(value)
+        from ponas.search import TqdmCallback
+
+        bars = TqdmCallback()
+        try:
+            model, metrics = specialize(
+                args.supernet,
+                selection.choices,
+                overrides=overrides,
+                finetune_epochs=args.finetune_epochs,
+                callback=bars,
+            )
+        finally:
+            bars.close()
+        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+        written = export_all(
+            model,
+            args.export,
+            formats,
+            metrics=metrics,
+            cost=selection.cost,
+            predicted_score=selection.score,
+            budgets=budgets,
+        )
+        result["metrics"] = {k: metrics[k] for k in ("top1", "top5", "finetune_epochs")}
+        result["files"] = {k: str(v) for k, v in written.items()}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"architecture: {' '.join(selection.choices)}")
+    print(
+        f"predicted score {selection.score:.4f} (sum of table accuracies), loss {selection.loss:.4f}"
+    )
+    print("cost: " + ", ".join(format_cost(k, v) for k, v in selection.cost.items()))
+    if "metrics" in result:
+        m = result["metrics"]
+        print(
+            f"measured on the test split: top-1 {100 * m['top1']:.2f}%, top-5 {100 * m['top5']:.2f}%"
+        )
+        for fmt, path in result["files"].items():
+            print(f"wrote {fmt}: {path}")
+    return 0
+
+
 # ---- the parser ----------------------------------------------------------------------------
 
 
@@ -427,6 +522,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_search)
 
+    p = sub.add_parser("deploy", help="choose (and build) the best network for a budget")
+    p.add_argument("--table", required=True, help="table.json written by `ponas search`")
+    p.add_argument("--max-macs", help="MACs budget, e.g. 300M")
+    p.add_argument("--max-params", help="parameter budget, e.g. 5M")
+    p.add_argument("--max-latency-ms", help="latency budget in ms (needs a table with latency)")
+    p.add_argument(
+        "--pareto",
+        metavar="COST",
+        help="print the whole frontier against COST (macs, params, latency_ms)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--supernet", help="supernet.pt to inherit weights from (with --export)")
+    p.add_argument(
+        "--export", metavar="DIR", help="build, evaluate and export the network into DIR"
+    )
+    p.add_argument(
+        "--finetune-epochs", type=int, default=0, help="fine-tune after inheriting (default 0)"
+    )
+    p.add_argument(
+        "--formats", default="pt,torchscript,onnx", help="comma-separated: pt, torchscript, onnx"
+    )
+    p.add_argument(
+        "--dataset-dir", help="dataset folder for fine-tuning and evaluation (cifar10, imagefolder)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="search setting for the build, e.g. --set finetune_lr=0.01",
+    )
+    p.set_defaults(func=cmd_deploy)
+
     p = sub.add_parser("evaluate", help="top-1/top-5, MACs, params and latency of trained weights")
     p.add_argument(
         "--cfg",
@@ -460,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
+    except BrokenPipeError:  # e.g. `ponas deploy --pareto macs | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("ponas: interrupted", file=sys.stderr)
         return 130

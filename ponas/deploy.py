@@ -33,15 +33,24 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
+from itertools import islice
+from pathlib import Path
 from threading import Lock
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ponas.table import COST_KINDS, AccuracyTable
+
+if TYPE_CHECKING:  # building needs torch; choosing does not
+    from ponas.data import DataSplits
+    from ponas.network import Network
+    from ponas.search import SearchCallback
+    from ponas.supernet import Supernet
 
 # ==== choosing: budgets, selections, the exact solver =========================================
 
@@ -760,3 +769,97 @@ def pareto_frontier(table: AccuracyTable, cost: str = "macs") -> list[Selection]
     prob = _problem(table)
     front = prob.frontier("score", cost)
     return [prob.selection(front.options(0, p)) for p in range(len(front.cost[0]))]
+
+
+# ---- building the chosen network ------------------------------------------------------------
+
+
+def specialize(
+    supernet: str | Path | Supernet,
+    choices: Sequence[str],
+    *,
+    overrides: dict[str, Any] | None = None,
+    finetune_epochs: int = 0,
+    callback: SearchCallback | None = None,
+    data: DataSplits | None = None,
+) -> tuple[Network, dict[str, Any]]:
+    """Build the standalone network for ``choices`` with weights inherited from the supernet,
+    recalibrate BatchNorm on training batches, optionally fine-tune, and evaluate on the test
+    split. Returns ``(network, metrics)`` with ``top1``, ``top5`` (test), ``finetune_epochs``.
+
+    ``overrides`` are search settings (dataset, dataset_dir, batch_size, lr, seed, ...) on top
+    of the space's preset; fine-tuning uses SGD with a cosine schedule from ``finetune_lr``
+    and reports through ``callback`` like stage 1 (stage ``"finetune"``).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ponas.blocks import recalibrate_bn
+    from ponas.data import load_dataset, make_loader
+    from ponas.network import Network
+    from ponas.search import (
+        Context,
+        SearchCallback,
+        _batches,
+        _make_optimizer,
+        _seed,
+        load_supernet,
+        resolve,
+    )
+    from ponas.supernet import Supernet
+    from ponas.train import evaluate, pick_device
+
+    sn = load_supernet(supernet) if not isinstance(supernet, Supernet) else supernet
+    space, cfg = resolve(sn.space, overrides)
+    if finetune_epochs < 0:
+        raise ValueError(f"finetune_epochs must be 0 or more, got {finetune_epochs}")
+    if data is None:
+        data = load_dataset(
+            cfg.dataset,
+            cfg.dataset_dir,
+            input_size=space.input_size,
+            mean=space.mean,
+            std=space.std,
+            val_size=cfg.val_size if cfg.val_size < 1 else int(cfg.val_size),
+            seed=cfg.seed,
+        )
+    device = pick_device({"auto": None, "cpu": False, "cuda": True}[cfg.device])
+    ctx = Context(sn.space, cfg, data, device, Path("."), callback or SearchCallback())
+    net = Network(sn.space, choices)
+    net.load_state_dict(sn.path_state_dict(choices))
+    net = ctx.prepare(net)
+
+    def calibrate() -> None:
+        bn = list(islice(_batches(ctx, "train_eval", 0), cfg.bn_batches * 4))
+        recalibrate_bn(net, bn, forward=lambda x: net(ctx.to_device(x)))
+
+    calibrate()
+    if finetune_epochs:
+        optimizer = _make_optimizer(net.parameters(), cfg, cfg.finetune_lr)
+        steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
+        total = finetune_epochs * steps_per_epoch
+        ctx.callback.stage_started("finetune", total)
+        step = 0
+        for epoch in range(finetune_epochs):
+            torch.manual_seed(_seed(cfg.seed, "specialize", epoch))
+            net.train()
+            for i, (x, y) in enumerate(_batches(ctx, "train", 20_000 + epoch)):
+                if i >= steps_per_epoch:
+                    break
+                ctx.check_stop()
+                for group in optimizer.param_groups:
+                    group["lr"] = 0.5 * cfg.finetune_lr * (1 + math.cos(math.pi * step / total))
+                with ctx.autocast():
+                    loss = F.cross_entropy(net(ctx.to_device(x)).float(), y.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                ctx.callback.step("finetune", step, total, {"loss": loss.item()})
+        calibrate()
+    net.eval()
+    test = make_loader(data.test, cfg.batch_size, shuffle=False)
+    with ctx.autocast():
+        metrics = evaluate(lambda x: net(ctx.to_device(x)), test, device)
+    metrics["finetune_epochs"] = finetune_epochs
+    return net.cpu().to(memory_format=torch.contiguous_format), metrics

@@ -7,14 +7,13 @@ file: ``{"format": "ponas-bundle/1", "state_dict", "choices", "space" (full spec
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ponas.files import atomic_write, atomic_write_text
 from ponas.network import Network
 from ponas.space import SearchSpace
 
@@ -37,21 +36,6 @@ def versions() -> dict[str, str]:
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
     }
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then move the result into place: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_bundle(
@@ -120,9 +104,14 @@ def export_torchscript(path: str | Path, model: Network) -> Path:
     example = torch.randn(
         1, model.space.in_channels, model.space.input_size, model.space.input_size
     )
-    with torch.no_grad():
-        scripted = torch.jit.trace(model, example)
-    return atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
+    import warnings
+
+    with warnings.catch_warnings():
+        # TorchScript is deprecated upstream but still the format most C++/mobile runtimes load
+        warnings.simplefilter("ignore", FutureWarning)
+        with torch.no_grad():
+            scripted = torch.jit.trace(model, example)
+        return atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
 
 
 def export_onnx(path: str | Path, model: Network, opset: int = 17) -> Path:
@@ -242,7 +231,5 @@ def export_all(
         else:
             written[fmt] = export_onnx(path, model)
     card = model_card(model, metrics, cost, predicted_score, budgets)
-    written["model_card"] = atomic_write(
-        out / "model_card.md", lambda tmp: Path(tmp).write_text(card)
-    )
+    written["model_card"] = atomic_write_text(out / "model_card.md", card)
     return written

@@ -16,6 +16,7 @@ draw is seeded from ``(seed, stage, epoch or layer, candidate)`` rather than fro
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import sys
@@ -32,7 +33,8 @@ from torch import nn
 
 from ponas.blocks import recalibrate_bn
 from ponas.data import DataSplits, load_dataset, make_loader
-from ponas.export import atomic_write, versions
+from ponas.export import versions
+from ponas.files import atomic_write, atomic_write_text
 from ponas.space import SearchSpace, load_space
 from ponas.supernet import Supernet
 from ponas.train import evaluate, pick_device
@@ -228,8 +230,12 @@ class TqdmCallback(SearchCallback):
         from tqdm import tqdm
 
         self.close()
-        desc = {"stage1": "stage 1: meta-training", "stage2": "stage 2: table"}[stage]
-        unit = "step" if stage == "stage1" else "candidate"
+        desc = {
+            "stage1": "stage 1: meta-training",
+            "stage2": "stage 2: table",
+            "finetune": "fine-tuning",
+        }.get(stage, stage)
+        unit = "candidate" if stage == "stage2" else "step"
         self.bar = tqdm(
             total=total_steps, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True
         )
@@ -558,11 +564,8 @@ def _ddp_worker(
         dist.all_gather(gathered, fingerprint.to(ctx.device) if use_cuda else fingerprint)
         if rank == 0:
             diff = max((g.cpu() - fingerprint.cpu()).abs().max().item() for g in gathered)
-            atomic_write(
-                ctx.ckpt_dir / "ddp.json",
-                lambda tmp: Path(tmp).write_text(
-                    f'{{"world": {world}, "max_weight_diff": {diff}}}'
-                ),
+            atomic_write_text(
+                ctx.ckpt_dir / "ddp.json", json.dumps({"world": world, "max_weight_diff": diff})
             )
     finally:
         dist.destroy_process_group()

@@ -20,12 +20,11 @@ import io
 import json
 import math
 import numbers
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ponas.files import atomic_write_text
 from ponas.space import Candidate, SearchSpace, SpaceError
 
 FORMAT = "ponas-table/1"
@@ -368,18 +367,7 @@ class AccuracyTable:
         """
         path = Path(path)
         text = _dumps(self.to_dict())  # serialize first: a bad value fails before any I/O
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            # os.open with 0o666 honours the umask, unlike tempfile's private 0o600
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> AccuracyTable:

@@ -10,7 +10,6 @@ from PIL import Image
 from ponas.search import (
     Cancelled,
     ConfigError,
-    SearchCallback,
     evaluate_candidate,
     finalize,
     finish_layer,
@@ -20,62 +19,11 @@ from ponas.search import (
     run_stage1,
 )
 from ponas.table import AccuracyTable
-
-TINY = {
-    "epochs": 2,
-    "batch_size": 32,
-    "finetune_steps": 2,
-    "suffix_samples": 2,
-    "bn_batches": 1,
-    "eval_batches": 1,
-    "val_size": 64,
-}
+from tests.conftest import TINY, Recorder
 
 
-class Recorder(SearchCallback):
-    def __init__(self, stop_after_steps=None, stop_after_rows=None):
-        self.events = []
-        self.steps = 0
-        self.rows = 0
-        self.stop_after_steps = stop_after_steps
-        self.stop_after_rows = stop_after_rows
-
-    def stage_started(self, stage, total):
-        self.events.append(("stage", stage, total))
-
-    def step(self, stage, step, total, metrics):
-        self.steps += 1
-
-    def epoch_end(self, epoch, epochs, metrics):
-        self.events.append(("epoch", epoch, metrics["train_loss"]))
-
-    def row_done(self, layer, row, chosen):
-        self.rows += 1
-        self.events.append(("row", layer, chosen))
-
-    def done(self, table):
-        self.events.append(("done",))
-
-    def failed(self, error):
-        self.events.append(("failed", error))
-
-    def should_stop(self):
-        return (self.stop_after_steps is not None and self.steps >= self.stop_after_steps) or (
-            self.stop_after_rows is not None and self.rows >= self.stop_after_rows
-        )
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """One uninterrupted tiny digits search, shared by the tests that compare against it."""
-    out = tmp_path_factory.mktemp("reference")
-    cb = Recorder()
-    table = run_search("digits", TINY, out, cb)
-    return out, table, cb
-
-
-def test_search_writes_a_valid_table_and_reports_progress(reference):
-    out, table, cb = reference
+def test_search_writes_a_valid_table_and_reports_progress(tiny_search):
+    out, table, cb = tiny_search
     loaded = AccuracyTable.load(out / "table.json")
     assert loaded.to_dict() == table.to_dict()
     assert (out / "supernet.pt").exists()
@@ -92,8 +40,8 @@ def test_search_writes_a_valid_table_and_reports_progress(reference):
     assert ("stage", "stage2", 39) in cb.events  # 6 layers x 6 candidates + skip at 3 layers
 
 
-def test_resumed_search_gives_the_same_table(reference, tmp_path):
-    _, table, _ = reference
+def test_resumed_search_gives_the_same_table(tiny_search, tmp_path):
+    _, table, _ = tiny_search
     # stopped in the middle of stage 1's second epoch, then in stage 2 after two layers
     steps_per_epoch = (1438 - 64) // 32
     with pytest.raises(Cancelled):
@@ -116,8 +64,8 @@ def test_cancel_stops_at_a_step_boundary_with_the_checkpoint_intact(tmp_path):
     assert ("failed",) not in [e[:1] for e in cb.events]
 
 
-def test_fanned_out_candidates_reproduce_the_sequential_row(reference, tmp_path):
-    _, table, _ = reference
+def test_fanned_out_candidates_reproduce_the_sequential_row(tiny_search, tmp_path):
+    _, table, _ = tiny_search
     stage1 = run_stage1("digits", TINY, tmp_path)
     results = {}
     for cand in ["e3_k3", "e6_k7", "e3_k5", "e3_k7", "e6_k3", "e6_k5"]:
