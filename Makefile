@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m ponas.demo
+	$(BIN)/python manage.py runlocal
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,79 @@
+"""The deployment build: the chosen network with inherited weights, optionally fine-tuned,
+evaluated and exported (bundle, TorchScript, ONNX, model card) into the artifact store."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from celery import shared_task
+from celery.exceptions import Reject
+from django.utils import timezone
+
+from ponas.deploy import specialize
+from ponas.export import export_all
+from ponas.search import Cancelled
+from tasks.progress import StopOnShutdown, error_message, log
+from webapp.runs.models import Artifact, Deployment, Status
+
+
+def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe metrics (numbers as floats, NaN/inf dropped)."""
+    out = {}
+    for key, value in (metrics or {}).items():
+        if isinstance(value, bool | int | float) and not (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            out[str(key)] = value
+        elif isinstance(value, str):
+            out[str(key)] = value
+    return out
+
+
+@shared_task(bind=True, name="tasks.deploy.build_deployment")
+def build_deployment(self, deployment_id: int) -> None:
+    """Build and export one deployment; idempotent (a finished one is left alone)."""
+    deployment = Deployment.objects.select_related("run").filter(pk=deployment_id).first()
+    if deployment is None or deployment.status not in (Status.QUEUED, Status.RUNNING):
+        return
+    Deployment.objects.filter(pk=deployment_id).update(
+        status=Status.RUNNING, started=timezone.now(), worker=self.request.hostname or ""
+    )
+    try:
+        run = deployment.run
+        supernet = run.artifacts.get(kind=Artifact.Kind.SUPERNET)
+        model, metrics = specialize(
+            supernet.file.path,
+            deployment.choices,
+            overrides=run.config,  # the run's dataset, input size, batch size, seed ...
+            finetune_epochs=deployment.finetune_epochs,
+            callback=StopOnShutdown(),
+        )
+        files = export_all(
+            model,
+            deployment.out_dir,
+            formats=tuple(deployment.formats),
+            metrics=metrics,
+            cost=deployment.cost,
+            predicted_score=deployment.predicted_score,
+            budgets=deployment.budgets,
+        )
+        for kind, path in files.items():  # the formats asked for, and model_card
+            Artifact.record(path, kind, deployment=deployment)
+    except Cancelled:
+        raise Reject("worker shutting down", requeue=True) from None
+    except Exception as exc:
+        log.exception("deployment %s failed", deployment_id)
+        Deployment.objects.filter(pk=deployment_id).update(
+            status=Status.FAILED,
+            error=f"building the network failed: {error_message(exc)}",
+            finished=timezone.now(),
+        )
+        return
+    metrics = _plain(metrics)
+    Deployment.objects.filter(pk=deployment_id).update(
+        status=Status.SUCCEEDED,
+        metrics=metrics,
+        measured_accuracy=metrics.get("top1", metrics.get("accuracy")),
+        finished=timezone.now(),
+    )

@@ -1,0 +1,54 @@
+"""Helpers of the service tests: API clients with tokens, runs with a stored table."""
+
+from __future__ import annotations
+
+import random
+
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from ponas.space import load_space
+from ponas.table import AccuracyTable
+from webapp.runs.models import SearchRun, Stage, Status
+from webapp.runs.tables import store_table
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def digits_table(seed: int = 0) -> AccuracyTable:
+    """A full digits table with made-up accuracies (what a search would store)."""
+    space = load_space("digits")
+    rng = random.Random(seed)
+    accuracy = [
+        [
+            round(rng.uniform(0.5, 0.99), 6) if space.allowed(i, c) else None
+            for c in space.candidates
+        ]
+        for i in range(space.num_layers)
+    ]
+    path = [
+        max((a, c) for a, c in zip(row, space.candidates, strict=True) if a is not None)[1]
+        for row in accuracy
+    ]
+    meta = {"dataset": "digits", "seed": seed, "created": "2025-01-01T00:00:00+00:00"}
+    return AccuracyTable.build(space, accuracy, path, meta)
+
+
+def make_run(owner, status: str = Status.QUEUED, **fields) -> SearchRun:
+    fields.setdefault("name", "digits search")
+    return SearchRun.objects.create(owner=owner, preset="digits", status=status, **fields)
+
+
+def make_finished_run(owner, seed: int = 0) -> SearchRun:
+    now = timezone.now()
+    run = make_run(
+        owner, Status.SUCCEEDED, stage=Stage.DONE, progress=1.0, started=now, finished=now
+    )
+    store_table(run, digits_table(seed))
+    return run

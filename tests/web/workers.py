@@ -1,0 +1,73 @@
+"""Real Celery worker processes for integration tests, on the test database and broker.
+
+With ``DATABASE_URL``/``REDIS_URL`` set (CI) they use PostgreSQL and Redis; otherwise the
+SQLite test file and the filesystem broker. No mocks: the worker is ``celery -A webapp worker``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+from webapp.celery import app
+
+
+class Workers:
+    """Starts ``n`` solo-pool workers named ``w1@test`` ...; ``stop()`` shuts them down."""
+
+    def __init__(self, n: int, log_dir: Path, queues: str = "default,gpu") -> None:
+        app.control.purge()  # nothing left over from an earlier test session
+        env = {
+            **os.environ,
+            "PONAS_TESTING": "1",
+            "PONAS_TEST_ID": settings.TEST_ID,
+            "DATABASE_NAME": str(connection.settings_dict["NAME"]),
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "PONAS_POLL_SECONDS": "0.5",
+            "PONAS_TORCH_THREADS": "1",  # two workers and the tests share 2 cores
+        }
+        self.logs = [log_dir / f"worker{i + 1}.log" for i in range(n)]
+        self.names = [f"w{i + 1}@test" for i in range(n)]
+        self.procs = []
+        for name, log in zip(self.names, self.logs, strict=True):
+            cmd = [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", queues]
+            cmd += ["-P", "solo", "-n", name, "-l", "info"]
+            cmd += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+            with open(log, "wb") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        cmd,
+                        cwd=settings.BASE_DIR,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+
+    def output(self) -> str:
+        return "\n".join(f"==== {p.name}\n{p.read_text()[-6000:]}" for p in self.logs)
+
+    def check_alive(self) -> None:
+        for proc, name in zip(self.procs, self.names, strict=True):
+            if proc.poll() is not None:
+                raise AssertionError(f"worker {name} exited ({proc.returncode}):\n{self.output()}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # warm shutdown
+        deadline = time.monotonic() + 20
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,53 @@
+"""The admin registers every model: runs with their entries and metrics inline."""
+
+from django.contrib import admin
+
+from webapp.runs.models import Artifact, Deployment, MetricPoint, SearchRun, TableEntry
+
+
+class TableEntryInline(admin.TabularInline):
+    model = TableEntry
+    extra = 0
+    fields = ["layer", "candidate", "accuracy", "macs", "params", "latency_ms", "worker"]
+    readonly_fields = fields
+
+
+class ArtifactInline(admin.TabularInline):
+    model = Artifact
+    extra = 0
+    fields = ["kind", "file", "size", "sha256"]
+    readonly_fields = fields
+
+
+@admin.register(SearchRun)
+class SearchRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "owner", "preset", "status", "stage", "progress", "created"]
+    list_filter = ["status", "preset", "stage"]
+    search_fields = ["name", "owner__username"]
+    readonly_fields = ["created", "started", "finished", "heartbeat", "worker"]
+    inlines = [TableEntryInline, ArtifactInline]
+
+
+@admin.register(MetricPoint)
+class MetricPointAdmin(admin.ModelAdmin):
+    list_display = ["run", "stage", "kind", "step", "values", "time"]
+    list_filter = ["stage", "kind"]
+
+
+@admin.register(TableEntry)
+class TableEntryAdmin(admin.ModelAdmin):
+    list_display = ["run", "layer", "candidate", "accuracy", "macs", "params", "worker"]
+    list_filter = ["worker"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["id", "run", "status", "max_macs", "max_params", "predicted_score", "created"]
+    list_filter = ["status"]
+    inlines = [ArtifactInline]
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "file", "size", "run", "deployment", "created"]
+    list_filter = ["kind"]

@@ -1,0 +1,289 @@
+"""The REST API (DESIGN.md "REST API"): runs, their tables, budget previews, Pareto frontiers,
+deployments and their downloads. Views stay thin: serializers validate, tasks do the work,
+``ponas`` answers the questions. Every query is scoped to the requesting user."""
+
+from __future__ import annotations
+
+import shutil
+
+import django_filters.rest_framework as filters
+from django.db import transaction
+from django.http import FileResponse, HttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from ponas.deploy import Infeasible, pareto_frontier, solve
+from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
+from webapp.runs import serializers as s
+from webapp.runs.models import FORMATS, Deployment, SearchRun, Status
+from webapp.runs.tables import accuracy_table
+
+# ---- runs -----------------------------------------------------------------------------------
+
+
+class RunFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(
+        choices=Status.choices,
+        error_messages={"invalid_choice": choices_message("status", Status.values)},
+    )
+    preset = filters.CharFilter()
+
+    class Meta:
+        model = SearchRun
+        fields = ["status", "preset"]
+
+
+def enqueue_search(run: SearchRun) -> None:
+    """Send the run's first task once the transaction that created (or resumed) it commits."""
+    from tasks.search import run_search
+
+    run_id, attempt = run.pk, run.attempt
+    transaction.on_commit(lambda: run_search.delay(run_id, attempt))
+
+
+def no_table(run: SearchRun) -> Response:
+    return error(
+        f"run {run.pk} has no accuracy table yet (status {run.status}); it is ready once the "
+        "run has succeeded",
+        status.HTTP_409_CONFLICT,
+    )
+
+
+class RunViewSet(
+    OwnedObjectMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Searches: one run per dataset and search space produces an accuracy table."""
+
+    noun = "run"
+    filterset_class = RunFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return SearchRun.objects.none()
+        return SearchRun.objects.filter(owner=self.request.user)
+
+    def get_serializer_class(self):
+        return s.SearchRunDetailSerializer if self.action == "retrieve" else s.SearchRunSerializer
+
+    def perform_create(self, serializer) -> None:
+        enqueue_search(serializer.save(owner=self.request.user))
+
+    @extend_schema(responses={204: None, 404: ERROR, 409: ERROR})
+    def destroy(self, request, *args, **kwargs):
+        run = self.get_object()
+        if run.is_active:
+            return error(
+                f"run {run.pk} is {run.status}: cancel it before deleting it",
+                status.HTTP_409_CONFLICT,
+            )
+        out_dir = run.out_dir
+        run.delete()
+        transaction.on_commit(lambda: shutil.rmtree(out_dir, ignore_errors=True))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Stop a queued or running search at the next step; its checkpoints are kept."""
+        run = self.get_object()
+        runs = SearchRun.objects.filter(pk=run.pk)
+        # a queued run is cancelled at once; a running one by its worker, at a step boundary
+        if not runs.filter(status=Status.QUEUED).update(
+            status=Status.CANCELLED, cancel_requested=True, finished=timezone.now()
+        ):
+            if not runs.filter(status=Status.RUNNING).update(cancel_requested=True):
+                run.refresh_from_db()
+                return error(
+                    f"run {run.pk} is {run.status}; only queued or running runs can be cancelled",
+                    status.HTTP_409_CONFLICT,
+                )
+        run.refresh_from_db()
+        return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        """Queue a failed or cancelled search again; it continues from its last checkpoint."""
+        run = self.get_object()
+        with transaction.atomic():
+            resumable = [Status.FAILED, Status.CANCELLED]
+            updated = SearchRun.objects.filter(pk=run.pk, status__in=resumable).update(
+                status=Status.QUEUED,
+                error="",
+                cancel_requested=False,
+                finished=None,
+                attempt=run.attempt + 1,
+            )
+            run.refresh_from_db()
+            if not updated:
+                return error(
+                    f"run {run.pk} is {run.status}; only failed or cancelled runs can be resumed",
+                    status.HTTP_409_CONFLICT,
+                )
+            enqueue_search(run)
+        return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[s.TableQuerySerializer],
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/csv"): OpenApiTypes.STR,
+            404: ERROR,
+            409: ERROR,
+        },
+    )
+    @action(detail=True, methods=["get"])
+    def table(self, request, pk=None):
+        """The accuracy table (``ponas-table/1`` JSON, or CSV with ``?format=csv``)."""
+        query = s.TableQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        run = self.get_object()
+        if not run.has_table:
+            return no_table(run)
+        table = accuracy_table(run)
+        if query.validated_data["format"] == "csv":
+            return HttpResponse(
+                table.to_csv(),
+                content_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="run-{run.pk}-table.csv"'},
+            )
+        return Response(table.to_dict())
+
+    @extend_schema(
+        parameters=[s.BudgetQuerySerializer],
+        responses={200: s.SelectionSerializer, 400: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR},
+    )
+    @action(detail=True, methods=["get"])
+    def preview(self, request, pk=None):
+        """The most accurate network within the budgets, from the stored table (no worker)."""
+        query = s.BudgetQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        run = self.get_object()
+        if not run.has_table:
+            return no_table(run)
+        table = accuracy_table(run)
+        budgets = query.budgets()
+        try:
+            selection = solve(table, budgets)
+        except Infeasible as exc:
+            return Response({f"max_{exc.kind}": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        except ValueError as exc:  # a budget on a cost this table lacks (latency)
+            kind = next(k for k in budgets if k not in table.cost)
+            return Response({f"max_{kind}": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(selection.to_dict())
+
+    @extend_schema(
+        parameters=[s.ParetoQuerySerializer],
+        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR},
+    )
+    @action(detail=True, methods=["get"])
+    def pareto(self, request, pk=None):
+        """Every network not beaten in both score and the chosen cost, cheapest first."""
+        query = s.ParetoQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        run = self.get_object()
+        if not run.has_table:
+            return no_table(run)
+        kind = query.validated_data["cost"]
+        table = accuracy_table(run)
+        if kind not in table.cost:
+            return Response(
+                {
+                    "cost": [
+                        f"run {run.pk}'s table has no {kind} costs; it has {', '.join(table.cost_kinds)}"
+                    ]
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        points = [sel.to_dict() for sel in pareto_frontier(table, kind)]
+        return Response({"cost": kind, "points": points})
+
+
+# ---- deployments ----------------------------------------------------------------------------
+
+
+class DeploymentFilter(filters.FilterSet):
+    status = filters.ChoiceFilter(
+        choices=Status.choices,
+        error_messages={"invalid_choice": choices_message("status", Status.values)},
+    )
+
+    class Meta:
+        model = Deployment
+        fields = ["status", "run"]
+
+
+# No registered media type exists for PyTorch or ONNX files: binary, with a telling file name.
+CONTENT_TYPE = "application/octet-stream"
+SUFFIXES = {"pt": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
+
+
+class DeploymentViewSet(
+    OwnedObjectMixin,
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Networks specialized for budgets from a run's table, built and exported by a worker."""
+
+    noun = "deployment"
+    serializer_class = s.DeploymentSerializer
+    filterset_class = DeploymentFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Deployment.objects.none()
+        return Deployment.objects.filter(run__owner=self.request.user)
+
+    def perform_create(self, serializer) -> None:
+        from tasks.deploy import build_deployment
+
+        deployment = serializer.save()
+        transaction.on_commit(lambda: build_deployment.delay(deployment.pk))
+
+    @extend_schema(
+        parameters=[OpenApiParameter("fmt", str, "path", enum=list(FORMATS))],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: ERROR,
+            409: ERROR,
+        },
+    )
+    @action(detail=True, methods=["get"], url_path=r"download/(?P<fmt>[^/.]+)")
+    def download(self, request, pk=None, fmt=None):
+        """The exported network: ``pt`` (checkpoint bundle), ``torchscript`` or ``onnx``."""
+        deployment = self.get_object()
+        if fmt not in FORMATS:
+            return error(
+                f'unknown format "{fmt}"; allowed: {", ".join(FORMATS)}', status.HTTP_404_NOT_FOUND
+            )
+        if deployment.status != Status.SUCCEEDED:
+            return error(
+                f"deployment {deployment.pk} is {deployment.status}; its files are ready once "
+                "it has succeeded",
+                status.HTTP_409_CONFLICT,
+            )
+        artifact = deployment.artifacts.filter(kind=fmt).first()
+        if artifact is None:
+            return error(
+                f"deployment {deployment.pk} was not exported as {fmt} "
+                f"(formats: {', '.join(deployment.formats)})",
+                status.HTTP_404_NOT_FOUND,
+            )
+        name = f"ponas-deployment-{deployment.pk}{SUFFIXES[fmt]}"
+        return FileResponse(
+            artifact.file.open("rb"),
+            as_attachment=True,
+            filename=name,
+            content_type=CONTENT_TYPE,
+        )

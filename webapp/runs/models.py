@@ -1,0 +1,250 @@
+"""Searches, their results and deployments. The database is the source of truth for results:
+the accuracy table a run serves is rebuilt from its :class:`TableEntry` rows."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+
+class Stage(models.TextChoices):
+    QUEUED = "queued"
+    STAGE1 = "stage1", "stage 1: meta-training"
+    STAGE2 = "stage2", "stage 2: accuracy table"
+    DONE = "done"
+
+
+# Overall progress: stage 1 counts for this fraction, stage 2 (by candidates) for the rest.
+STAGE1_SHARE = 0.5
+
+
+class SearchRun(models.Model):
+    """One search: a preset, overrides of its settings, and where it stands."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
+    )
+    name = models.CharField(max_length=200, blank=True)
+    preset = models.CharField(max_length=64)
+    config = models.JSONField(
+        default=dict, blank=True, help_text="overrides of the preset's settings"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
+    progress = models.FloatField(default=0.0)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="last worker that ran it")
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    # Bumped by every resume: tasks of an earlier attempt still in a queue do nothing.
+    attempt = models.PositiveIntegerField(default=1)
+    current_layer = models.PositiveIntegerField(default=0, help_text="stage-2 layer being scored")
+    # Layers whose closing has been claimed by their last finished candidate (one claim each).
+    closed_layers = models.PositiveIntegerField(default=0)
+    # Filled as the search goes: the space spec (after stage 1), the chosen path (per layer),
+    # and the table's base cost and meta (at the end). With the TableEntry rows they make the
+    # ponas-table/1 file.
+    space = models.JSONField(null=True, blank=True)
+    base_cost = models.JSONField(null=True, blank=True)
+    path = models.JSONField(default=list, blank=True)
+    table_meta = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["owner", "-created"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.name or self.preset} ({self.status})"
+
+    @property
+    def out_dir(self) -> Path:
+        """The search's output folder, inside the artifact store (shared by all workers)."""
+        return Path(settings.MEDIA_ROOT) / self.storage_prefix
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"runs/{self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def has_table(self) -> bool:
+        return self.status == Status.SUCCEEDED and self.table_meta is not None
+
+
+class MetricPoint(models.Model):
+    """A point of a training curve: an epoch end or a (throttled) step of a stage."""
+
+    class Kind(models.TextChoices):
+        STEP = "step"
+        EPOCH = "epoch"
+
+    run = models.ForeignKey(SearchRun, on_delete=models.CASCADE, related_name="metrics")
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    step = models.PositiveIntegerField(help_text="global step, or the epoch number for epochs")
+    values = models.JSONField(help_text='e.g. {"train_loss": 0.4, "train_acc": 0.9}')
+    time = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run", "stage", "kind", "step"]
+        constraints = [
+            # a replayed epoch (resume) overwrites its point instead of duplicating it
+            models.UniqueConstraint(
+                fields=["run", "stage", "kind", "step"], name="one_point_per_step"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.stage} {self.kind} {self.step}"
+
+
+class TableEntry(models.Model):
+    """``A[layer][candidate]``: one cell of a run's accuracy table, with the block's costs."""
+
+    run = models.ForeignKey(SearchRun, on_delete=models.CASCADE, related_name="entries")
+    layer = models.PositiveIntegerField()
+    candidate = models.CharField(max_length=32)
+    accuracy = models.FloatField()
+    macs = models.BigIntegerField()
+    params = models.BigIntegerField()
+    latency_ms = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="worker that scored it")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "layer", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "layer", "candidate"], name="one_entry_per_cell")
+        ]
+        verbose_name_plural = "table entries"
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} layer {self.layer} {self.candidate}: {self.accuracy:.4f}"
+
+
+FORMATS = ("pt", "torchscript", "onnx")
+
+
+class Deployment(models.Model):
+    """A network chosen from a run's table for budgets, built (inherited weights, optional
+    fine-tune) and exported by a worker. The owner is the run's owner."""
+
+    run = models.ForeignKey(SearchRun, on_delete=models.CASCADE, related_name="deployments")
+    max_macs = models.FloatField(null=True, blank=True)
+    max_params = models.FloatField(null=True, blank=True)
+    max_latency_ms = models.FloatField(null=True, blank=True)
+    finetune_epochs = models.PositiveIntegerField(default=0)
+    formats = models.JSONField(default=list)
+    choices = models.JSONField(default=list)
+    predicted_score = models.FloatField(null=True, blank=True, help_text="sum of A[l][c_l]")
+    cost = models.JSONField(default=dict)
+    measured_accuracy = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"deployment {self.pk} of run {self.run_id} ({self.status})"
+
+    @property
+    def budgets(self) -> dict[str, float]:
+        values = {
+            "macs": self.max_macs,
+            "params": self.max_params,
+            "latency_ms": self.max_latency_ms,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    @property
+    def storage_prefix(self) -> str:
+        return f"runs/{self.run_id}/deployments/{self.pk}"
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(settings.MEDIA_ROOT) / self.storage_prefix
+
+
+class Artifact(models.Model):
+    """A file in the artifact store, produced by a run or a deployment."""
+
+    class Kind(models.TextChoices):
+        TABLE = "table"
+        SUPERNET = "supernet"
+        CHECKPOINT = "checkpoint"
+        PT = "pt"
+        TORCHSCRIPT = "torchscript"
+        ONNX = "onnx"
+        MODEL_CARD = "model_card"
+
+    run = models.ForeignKey(
+        SearchRun, null=True, blank=True, on_delete=models.CASCADE, related_name="artifacts"
+    )
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="artifacts"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    file = models.FileField(max_length=500)
+    size = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(run__isnull=False, deployment__isnull=True)
+                | models.Q(run__isnull=True, deployment__isnull=False),
+                name="artifact_of_run_or_deployment",
+            ),
+            models.UniqueConstraint(fields=["file"], name="one_artifact_per_file"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.file.name}"
+
+    @classmethod
+    def record(cls, path: Path, kind: str, *, run=None, deployment=None) -> Artifact:
+        """Register (or refresh) a file already written under MEDIA_ROOT; size and sha256."""
+        name = Path(path).resolve().relative_to(Path(settings.MEDIA_ROOT).resolve()).as_posix()
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        artifact, _ = cls.objects.update_or_create(
+            file=name,
+            defaults={
+                "kind": kind,
+                "run": run,
+                "deployment": deployment,
+                "size": Path(path).stat().st_size,
+                "sha256": digest.hexdigest(),
+            },
+        )
+        return artifact

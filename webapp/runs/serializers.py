@@ -1,0 +1,268 @@
+"""Serializers: they validate what users send, with errors that name the field and the
+allowed values, and shape what the API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.reverse import reverse
+
+from ponas.deploy import Infeasible, parse_budget, solve
+from ponas.search import ConfigError, SearchConfig, resolve
+from ponas.space import SpaceError, preset_names
+from webapp.runs.models import FORMATS, Deployment, MetricPoint, SearchRun, Status
+from webapp.runs.tables import accuracy_table
+
+PRESETS = preset_names()
+
+
+def allowed(values: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+class MetricPointSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MetricPoint
+        fields = ["stage", "kind", "step", "values", "time"]
+
+
+class SearchRunSerializer(serializers.ModelSerializer):
+    preset = serializers.ChoiceField(
+        choices=PRESETS,
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not a preset; allowed: {allowed(PRESETS)}'
+        },
+    )
+    config = serializers.JSONField(
+        required=False,
+        default=dict,
+        help_text=f"overrides of the preset's search settings; keys: {allowed(SearchConfig.keys())}",
+    )
+
+    class Meta:
+        model = SearchRun
+        fields = [
+            "id",
+            "name",
+            "preset",
+            "config",
+            "status",
+            "stage",
+            "progress",
+            "current_layer",
+            "error",
+            "created",
+            "started",
+            "finished",
+            "worker",
+            "heartbeat",
+            "cancel_requested",
+        ]
+        read_only_fields = [f for f in fields if f not in ("name", "preset", "config")]
+        extra_kwargs = {"name": {"required": False}}
+
+    def validate_config(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(
+                'expected an object of search settings, e.g. {"epochs": 2}; '
+                f"allowed keys: {allowed(SearchConfig.keys())}"
+            )
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resolve(attrs["preset"], attrs.get("config", {}))
+        except (ConfigError, SpaceError) as exc:  # e.g. input_size too small for the strides
+            raise serializers.ValidationError({"config": [str(exc)]}) from None
+        if not attrs.get("name"):
+            attrs["name"] = f"{attrs['preset']} search"
+        return attrs
+
+
+class SearchRunDetailSerializer(SearchRunSerializer):
+    metrics = serializers.SerializerMethodField(
+        help_text="epoch-end points of the training curves, and the latest step point"
+    )
+
+    class Meta(SearchRunSerializer.Meta):
+        fields = [*SearchRunSerializer.Meta.fields, "path", "metrics"]
+        read_only_fields = [*SearchRunSerializer.Meta.read_only_fields, "path", "metrics"]
+
+    @extend_schema_field(MetricPointSerializer(many=True))
+    def get_metrics(self, run: SearchRun) -> list[dict[str, Any]]:
+        points = list(run.metrics.filter(kind=MetricPoint.Kind.EPOCH))
+        last_step = run.metrics.filter(kind=MetricPoint.Kind.STEP).order_by("-time", "-id").first()
+        if last_step is not None:
+            points.append(last_step)
+        return MetricPointSerializer(points, many=True).data
+
+
+@extend_schema_field({"oneOf": [{"type": "number"}, {"type": "string"}], "example": "300M"})
+class BudgetField(serializers.Field):
+    """A budget: a positive number, or a string such as ``300M``, ``5.1m``, ``2e6``."""
+
+    def to_internal_value(self, data: Any) -> float:
+        try:
+            return parse_budget(data)
+        except (TypeError, ValueError) as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def to_representation(self, value: float) -> float:
+        return value
+
+
+class RunField(serializers.PrimaryKeyRelatedField):
+    """A run of the requesting user (another user's run is "not found", like a missing one)."""
+
+    default_error_messages = {
+        "required": "this field is required: the id of a succeeded run",
+        "does_not_exist": "run {pk_value} not found",
+        "incorrect_type": "expected a run id (an integer), got {data_type}",
+    }
+
+    def get_queryset(self):
+        return SearchRun.objects.filter(owner=self.context["request"].user)
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    run = RunField()
+    max_macs = BudgetField(required=False, allow_null=True)
+    max_params = BudgetField(required=False, allow_null=True)
+    max_latency_ms = BudgetField(required=False, allow_null=True)
+    finetune_epochs = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=100
+    )
+    formats = serializers.MultipleChoiceField(
+        choices=FORMATS,
+        required=False,
+        allow_empty=False,
+        error_messages={
+            "invalid_choice": f'"{{input}}" is not a format; allowed: {allowed(FORMATS)}',
+            "not_a_list": f"expected a list of formats ({allowed(FORMATS)}), got {{input_type}}",
+            "empty": f"give at least one format: {allowed(FORMATS)}",
+        },
+    )
+    downloads = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "run",
+            "max_macs",
+            "max_params",
+            "max_latency_ms",
+            "finetune_epochs",
+            "formats",
+            "status",
+            "choices",
+            "predicted_score",
+            "cost",
+            "measured_accuracy",
+            "metrics",
+            "error",
+            "created",
+            "started",
+            "finished",
+            "downloads",
+        ]
+        read_only_fields = [
+            "status",
+            "choices",
+            "predicted_score",
+            "cost",
+            "measured_accuracy",
+            "metrics",
+            "error",
+            "created",
+            "started",
+            "finished",
+        ]
+
+    def to_representation(self, instance: Deployment) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["formats"] = [f for f in FORMATS if f in instance.formats]
+        return data
+
+    @extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+    def get_downloads(self, deployment: Deployment) -> dict[str, str]:
+        if deployment.status != Status.SUCCEEDED:
+            return {}
+        request = self.context.get("request")
+        return {
+            fmt: reverse("deployment-download", args=[deployment.pk, fmt], request=request)
+            for fmt in FORMATS
+            if fmt in deployment.formats
+        }
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        run: SearchRun = attrs["run"]
+        if not run.has_table:
+            raise serializers.ValidationError(
+                {
+                    "run": [
+                        f"run {run.pk} has no accuracy table yet (status {run.status}); "
+                        "deploy from a succeeded run"
+                    ]
+                }
+            )
+        attrs["formats"] = [f for f in FORMATS if f in attrs.get("formats", FORMATS)]
+        budgets = {
+            kind: attrs[f"max_{kind}"]
+            for kind in ("macs", "params", "latency_ms")
+            if attrs.get(f"max_{kind}") is not None
+        }
+        table = accuracy_table(run)
+        try:
+            selection = solve(table, budgets)
+        except Infeasible as exc:
+            raise serializers.ValidationError({f"max_{exc.kind}": [str(exc)]}) from None
+        except ValueError as exc:  # a cost kind this table does not have (latency)
+            kind = next((k for k in budgets if k not in table.cost), None)
+            raise serializers.ValidationError(
+                {f"max_{kind}" if kind else "run": [str(exc)]}
+            ) from None
+        attrs["choices"] = selection.choices
+        attrs["predicted_score"] = selection.score
+        attrs["cost"] = selection.cost
+        return attrs
+
+
+class BudgetQuerySerializer(serializers.Serializer):
+    """Query of ``preview``: any of the three budgets (none gives the best path)."""
+
+    max_macs = BudgetField(required=False)
+    max_params = BudgetField(required=False)
+    max_latency_ms = BudgetField(required=False)
+
+    def budgets(self) -> dict[str, float]:
+        return {k.removeprefix("max_"): v for k, v in self.validated_data.items()}
+
+
+class ParetoQuerySerializer(serializers.Serializer):
+    cost = serializers.ChoiceField(
+        choices=["macs", "params", "latency_ms"],
+        default="macs",
+        error_messages={
+            "invalid_choice": '"{input}" is not a cost kind; allowed: macs, params, latency_ms'
+        },
+    )
+
+
+class TableQuerySerializer(serializers.Serializer):
+    format = serializers.ChoiceField(
+        choices=["json", "csv"],
+        default="json",
+        error_messages={"invalid_choice": '"{input}" is not a table format; allowed: json, csv'},
+    )
+
+
+class SelectionSerializer(serializers.Serializer):
+    """A chosen network: what ``ponas deploy --json`` prints."""
+
+    choices = serializers.ListField(child=serializers.CharField())
+    score = serializers.FloatField(help_text="sum over layers of A[l][c_l]")
+    loss = serializers.FloatField(help_text="sum over layers of max A[l] - A[l][c_l]")
+    cost = serializers.DictField(child=serializers.FloatField())

@@ -1,0 +1,111 @@
+"""A run's accuracy table, rebuilt from the database (the source of truth for results).
+
+The ``ponas-table/1`` dict comes from the run's :class:`TableEntry` rows plus what the run
+stores next to them (space spec, base cost, chosen path, meta). Parsed tables are kept in a
+small in-process LRU keyed by (run id, table version), so ``preview`` and ``pareto`` cost one
+query and the solver.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from threading import Lock
+from typing import Any
+
+from ponas.table import FORMAT, AccuracyTable
+from webapp.runs.models import SearchRun, TableEntry
+
+CACHE_SIZE = 64
+_cache: OrderedDict[tuple[int, str], AccuracyTable] = OrderedDict()
+_lock = Lock()
+
+
+def cost_tables(space: dict[str, Any]) -> tuple[dict[str, list], dict[str, float]]:
+    """``(cost, base_cost)`` of a space spec, computed by the ponas cost model."""
+    from ponas.cost import cost_tables as compute
+    from ponas.space import SearchSpace
+
+    return compute(SearchSpace.from_dict(space))
+
+
+def table_dict(run: SearchRun) -> dict[str, Any]:
+    """The ``ponas-table/1`` dict of a finished run, from its rows (not from table.json)."""
+    space = run.space
+    candidates = _candidates(space)
+    n_layers = len(run.path)
+    column = {c: j for j, c in enumerate(candidates)}
+
+    def empty() -> list[list[Any]]:
+        return [[None] * len(candidates) for _ in range(n_layers)]
+
+    accuracy, macs, params, latency = empty(), empty(), empty(), empty()
+    has_latency = False
+    rows = TableEntry.objects.filter(run=run).values_list(
+        "layer", "candidate", "accuracy", "macs", "params", "latency_ms"
+    )
+    for layer, cand, acc, m, p, lat in rows:
+        j = column[cand]
+        accuracy[layer][j], macs[layer][j], params[layer][j] = acc, m, p
+        if lat is not None:
+            latency[layer][j], has_latency = lat, True
+    cost = {"macs": macs, "params": params, **({"latency_ms": latency} if has_latency else {})}
+    return {
+        "format": FORMAT,
+        "space": space,
+        "candidates": candidates,
+        "accuracy": accuracy,
+        "cost": cost,
+        "base_cost": run.base_cost,
+        "path": list(run.path),
+        "meta": run.table_meta or {},
+    }
+
+
+def _candidates(space: dict[str, Any]) -> list[str]:
+    from ponas.space import SearchSpace
+
+    return list(SearchSpace.from_dict(space).candidates)
+
+
+def accuracy_table(run: SearchRun) -> AccuracyTable:
+    """The run's table as an :class:`AccuracyTable`, cached per (run, table version)."""
+    key = (run.pk, run.finished.isoformat() if run.finished else "")
+    with _lock:
+        table = _cache.get(key)
+        if table is not None:
+            _cache.move_to_end(key)
+            return table
+    table = AccuracyTable.from_dict(table_dict(run))
+    with _lock:
+        _cache[key] = table
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return table
+
+
+def store_table(run: SearchRun, table: AccuracyTable, worker: str = "") -> None:
+    """Record a whole table as the run's result (entries, space, base cost, path, meta).
+
+    Entries already recorded (by the candidate tasks of a search) keep their values.
+    """
+    entries = [
+        TableEntry(
+            run=run,
+            layer=i,
+            candidate=cand,
+            accuracy=acc,
+            macs=table.cost["macs"][i][j],
+            params=table.cost["params"][i][j],
+            latency_ms=table.cost["latency_ms"][i][j] if "latency_ms" in table.cost else None,
+            worker=worker,
+        )
+        for i, row in enumerate(table.accuracy)
+        for j, (cand, acc) in enumerate(zip(table.candidates, row, strict=True))
+        if acc is not None
+    ]
+    TableEntry.objects.bulk_create(entries, ignore_conflicts=True)
+    run.space = table.space
+    run.base_cost = table.base_cost
+    run.path = table.path
+    run.table_meta = table.meta
+    run.save(update_fields=["space", "base_cost", "path", "table_meta"])

@@ -1,0 +1,264 @@
+"""Django settings, all from the environment (see docs/service.md).
+
+``DATABASE_URL``   default: SQLite under ``var/``; PostgreSQL in CI and production
+``REDIS_URL``      Celery broker; without it, kombu's filesystem transport under ``var/broker/``
+``SECRET_KEY``     required once ``DEBUG`` is off
+``DEBUG``          default on (local use)
+``MEDIA_ROOT``     artifact store, default ``var/media``; shared by every worker
+``ALLOWED_HOSTS``  comma-separated, default ``127.0.0.1,localhost``
+``SECURE_SSL_REDIRECT``, ``SECURE_COOKIES``  default on once ``DEBUG`` is off (HTTPS only)
+``PONAS_VAR_DIR``  where local state lives, default ``var/`` in the repository
+``DATABASE_NAME``  overrides the database name of ``DATABASE_URL`` (test workers use it to
+                   reach the test database)
+``CELERY_VISIBILITY_TIMEOUT``  seconds before Redis re-delivers an unacknowledged task
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("PONAS_VAR_DIR") or BASE_DIR / "var")
+# Under pytest (and in the workers tests start) the queues, test database and artifacts are
+# kept apart from the ones `make run` uses on the same machine.
+TESTING = "pytest" in sys.modules or os.environ.get("PONAS_TESTING") == "1"
+# One test session's database, queues and artifacts are its own, even when several sessions
+# run at once on one checkout; the workers a session starts get its id through the environment.
+TEST_ID = os.environ.get("PONAS_TEST_ID") or str(os.getpid())
+TEST_DIR = VAR_DIR / "test" / TEST_ID  # that session's SQLite file and broker folder
+if TESTING:
+    TEST_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r}: expected true/false, 1/0, yes/no or on/off")
+
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: with DEBUG off the server needs a secret key; set SECRET_KEY "
+            "to a long random string (e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'`)"
+        )
+    SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 (DEBUG only)
+
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "webapp.runs",
+    "webapp.pages",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---- database -------------------------------------------------------------------------------
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{VAR_DIR / 'ponas.sqlite3'}", conn_max_age=60, conn_health_checks=True
+    )
+}
+if os.environ.get("DATABASE_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["DATABASE_NAME"]
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server and the workers write to one file: WAL lets readers go on while a worker
+    # writes, IMMEDIATE transactions take the write lock up front (no upgrade deadlocks).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # a file, not :memory:, so that test workers (separate processes) share it
+    DATABASES["default"]["TEST"] = {"NAME": str(TEST_DIR / "ponas.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{TEST_ID}"}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:  # users are created by the hundred in tests; hashing strength is not under test
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# ---- files ----------------------------------------------------------------------------------
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one
+STATICFILES_DIRS = [p for p in [BASE_DIR / "static"] if p.is_dir()]
+MEDIA_URL = "media/"  # never served directly: downloads go through owner-checked API views
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or VAR_DIR / "media")  # tests: a tmp folder
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG  # no collectstatic needed for local runs
+
+# ---- security (effective with DEBUG off; see `manage.py check --deploy`) ---------------------
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Production sits behind TLS (a proxy that sets X-Forwarded-Proto); plain-HTTP setups (loopback
+# benchmarks) turn the redirect off with SECURE_SSL_REDIRECT=0.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 0 if DEBUG else 3600))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# ---- REST API -------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    # Token first: an anonymous API request gets 401 with a WWW-Authenticate header, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "webapp.api.Pagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "webapp.api.exception_handler",
+    # `?format=csv` on runs/{id}/table/ is ours, not DRF's renderer switch
+    "URL_FORMAT_OVERRIDE": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PONAS Studio API",
+    "DESCRIPTION": "Searches (accuracy tables), budget previews and deployments.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files come from drf-spectacular-sidecar, served by us: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# ---- Celery ---------------------------------------------------------------------------------
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+BROKER_DIR = TEST_DIR / "broker" if TESTING else VAR_DIR / "broker"
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A task is re-delivered when its worker has not acknowledged it in this time (a worker
+        # acknowledges when the task ends): longer than the longest task.
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 12 * 3600)),
+        **({"global_keyprefix": f"ponas-test-{TEST_ID}:"} if TESTING else {}),
+    }
+else:
+    # No server needed: messages are files. Consumers claim a message by renaming it into
+    # processed/ (atomic on one filesystem), so several local workers can share the queue.
+    for sub in ("queue", "processed", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": True,
+        "polling_interval": 0.2,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True  # results go to the database, not a result backend
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    # heavy work: GPU machines run `celery -A webapp worker -Q gpu`
+    "tasks.search.run_search": {"queue": "gpu"},
+    "tasks.search.evaluate_candidate": {"queue": "gpu"},
+    "tasks.deploy.build_deployment": {"queue": "gpu"},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Seconds between progress/heartbeat writes and cancel checks of a running task.
+PONAS_POLL_SECONDS = float(os.environ.get("PONAS_POLL_SECONDS", 1.0))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "tasks": {"handlers": ["console"], "level": "INFO"},
+        "webapp": {"handlers": ["console"], "level": "INFO"},
+    },
+}
