@@ -1,0 +1,202 @@
+"""The dashboard in a real browser, with a real worker: a user signs in, starts a digits
+search from the form, watches it succeed, reads the heatmap, moves the budget, builds a
+deployment and downloads a checkpoint that loads. Every request stays on the app's host."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import torch
+
+from ponas.export import load_bundle
+from ponas.space import load_space
+from tests.browser.conftest import save_screenshot
+from tests.web.workers import Workers
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+# seconds of work on 2 CPU cores (8x8 input: the digits are 8x8 scans)
+TINY = {
+    "epochs": 2,
+    "finetune_steps": 3,
+    "suffix_samples": 1,
+    "bn_batches": 1,
+    "eval_batches": 1,
+    "input_size": 8,
+}
+WIDE, NARROW = {"width": 1280, "height": 860}, {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def worker(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    pool = Workers(1, tmp_path)
+    yield pool
+    pool.stop()
+
+
+def wait_for_status(page, selector: str, worker: Workers, timeout: float = 300) -> str:
+    """Wait until the badge leaves queued/running (the page reloads itself when it does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = page.locator(selector).first.text_content().strip()
+        if status not in ("queued", "running"):
+            return status
+        worker.check_alive()
+        page.wait_for_timeout(1000)
+    raise AssertionError(f"still {status} after {timeout} s:\n{worker.output()}")
+
+
+def fits_width(page) -> bool:
+    """Nothing sticks out sideways (wide content scrolls inside its own box)."""
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def canvas_stats(page, selector: str) -> dict:
+    """Painted pixels and distinct colours of a canvas."""
+    return page.evaluate(
+        """(selector) => {
+            const canvas = document.querySelector(selector);
+            const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            let painted = 0; const colours = new Set();
+            for (let i = 0; i < data.length; i += 4) {
+                if (data[i + 3] === 0) continue;
+                painted++;
+                colours.add((data[i] >> 3) + "," + (data[i + 1] >> 3) + "," + (data[i + 2] >> 3));
+            }
+            return {painted, total: data.length / 4, colours: colours.size};
+        }""",
+        selector,
+    )
+
+
+def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
+    django_user_model, live_server, chromium, worker, tmp_path
+):
+    django_user_model.objects.create_user("ada", password="ada-password-1")
+    host = urlsplit(live_server.url).netloc
+    context = chromium.new_context(viewport=WIDE, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+    # sign in: the dashboard sends an anonymous visitor to the login page first
+    page.goto(live_server.url + "/")
+    assert urlsplit(page.url).path == "/accounts/login/"
+    page.fill('input[name="username"]', "ada")
+    page.fill('input[name="password"]', "ada-password-1")
+    page.click('button[type="submit"]')
+    page.wait_for_url(live_server.url + "/")
+    assert "No searches yet" in page.inner_text("main")
+
+    # start a digits search from the form; a bad value first: the message sits by its field
+    page.click("nav.mainnav >> text=New search")
+    page.wait_for_url("**/runs/new/")
+    assert page.input_value('input[name="epochs"]') == "60"  # the digits preset's default
+    page.fill('input[name="name"]', "tiny digits")
+    page.fill('input[name="epochs"]', "0")
+    page.click("text=Start search")
+    assert (
+        page.inner_text("label[for=id_epochs] .field-error") == "epochs must be at least 1, got 0"
+    )
+    for key, value in TINY.items():
+        page.fill(f'input[name="{key}"]', str(value))
+    page.click("text=Start search")
+    page.wait_for_url("**/runs/*/")
+    run_path = urlsplit(page.url).path
+    assert wait_for_status(page, "h1 .badge", worker) == "succeeded", worker.output()
+
+    # the heatmap: drawn, one row per layer, one column per candidate
+    space = load_space("digits")
+    heatmap = page.locator('#heatmap[data-drawn="1"]')
+    heatmap.wait_for()
+    assert int(heatmap.get_attribute("data-rows")) == space.num_layers
+    assert int(heatmap.get_attribute("data-cols")) == len(space.candidates)
+    assert page.evaluate("ponasCharts.heatmap.scales.y.ticks.length") == space.num_layers
+    pixels = canvas_stats(page, "#heatmap")
+    assert pixels["painted"] > 0.2 * pixels["total"], pixels
+    assert pixels["colours"] > 8, pixels
+    # the table downloads: the ponas-table/1 file and a spreadsheet
+    with page.expect_download() as download:
+        page.click("text=Table JSON")
+    table = json.loads(Path(download.value.path()).read_text())
+    assert table["format"] == "ponas-table/1" and len(table["accuracy"]) == space.num_layers
+    with page.expect_download() as download:
+        page.click("text=Table CSV")
+    assert download.value.suggested_filename.endswith(".csv")
+    page.click('#heatmap-card [data-mode="loss"]')
+    page.click('#heatmap-card [data-mode="accuracy"]')
+
+    # the deploy panel: the best network first, a smaller one when the budget drops
+    page.wait_for_function(
+        "JSON.parse(document.getElementById('arch-row').dataset.choices).length > 0"
+    )
+    best = page.get_attribute("#arch-row", "data-choices")
+    best_macs = page.inner_text("#sel-macs")
+    assert page.evaluate("ponasCharts.pareto.data.datasets[0].data.length") >= 2
+    page.locator("#budget-slider").fill("0")
+    page.wait_for_function(
+        "(best) => document.getElementById('arch-row').dataset.choices !== best", arg=best
+    )
+    page.wait_for_timeout(300)  # let any preview still on its way arrive: the last one wins
+    cheapest = page.get_attribute("#arch-row", "data-choices")
+    assert cheapest != best
+    assert page.inner_text("#sel-macs") != best_macs
+    assert page.locator("#arch-row li").count() == space.num_layers
+    save_screenshot(page, "run-detail")
+
+    # build the cheapest network
+    page.click("#build-button")
+    page.wait_for_url("**/deployments/*/")
+    assert wait_for_status(page, "h1 .badge", worker) == "succeeded", worker.output()
+    deployment_path = urlsplit(page.url).path
+    assert json.loads(page.get_attribute("#arch-row", "data-choices")) == json.loads(cheapest)
+    assert "Model card" in page.inner_text("main")
+    save_screenshot(page, "deployment")
+
+    # download the checkpoint and load it
+    with page.expect_download() as download:
+        page.click('a[data-format="pt"]')
+    checkpoint = tmp_path / "model.pt"
+    download.value.save_as(checkpoint)
+    model, bundle = load_bundle(checkpoint)
+    assert bundle["choices"] == json.loads(cheapest)
+    with torch.no_grad():
+        logits = model(torch.zeros(2, 1, TINY["input_size"], TINY["input_size"]))
+    assert logits.shape == (2, space.num_classes)
+
+    # the runs list, and the API docs (Swagger UI from our own static files)
+    page.goto(live_server.url + "/")
+    assert page.locator("tbody tr").count() == 1
+    assert page.text_content("tbody tr .badge").strip() == "succeeded"
+    save_screenshot(page, "runs-list")
+    page.goto(live_server.url + "/api/docs/")
+    page.locator(".swagger-ui .info").wait_for()
+
+    # every page fits a phone's width
+    page.set_viewport_size(NARROW)
+    for path, shot in [
+        ("/", "runs-list-390"),
+        ("/runs/new/", None),
+        (run_path, "run-detail-390"),
+        ("/deployments/", None),
+        (deployment_path, "deployment-390"),
+    ]:
+        page.goto(live_server.url + path)
+        page.wait_for_load_state("networkidle")
+        assert fits_width(page), f"{path} is wider than 390 px"
+        if shot:
+            save_screenshot(page, shot)
+
+    foreign = [url for url in requests if urlsplit(url).scheme in ("http", "https", "ws", "wss")]
+    foreign = [url for url in foreign if urlsplit(url).netloc != host]
+    assert not foreign, f"requests to other hosts: {foreign}"
+    assert not errors, f"JavaScript errors: {errors}"
+    context.close()

@@ -1,0 +1,171 @@
+"""The new-search form: a preset, its dataset and the main knobs, prefilled from the preset.
+
+Values are checked by ``ponas.search.resolve`` (the same check the API's serializer makes), and
+its message is shown next to the field it names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django import forms
+
+from ponas.data import DATASETS
+from ponas.search import ConfigError, resolve
+from ponas.space import SpaceError, load_space, preset_names
+
+# (field, label, help) of the knobs the form shows, by group; every other setting keeps the
+# preset's value. The field names are SearchConfig keys.
+KNOBS: list[tuple[str, list[tuple[str, str, str]]]] = [
+    (
+        "Stage 1: meta-training",
+        [
+            ("epochs", "Epochs", "passes over the training split, one random path per step"),
+            ("batch_size", "Batch size", ""),
+            ("lr", "Learning rate", "SGD with momentum, cosine schedule"),
+        ],
+    ),
+    (
+        "Stage 2: accuracy table",
+        [
+            ("finetune_steps", "Fine-tune steps", "per candidate, before it is scored"),
+            ("finetune_lr", "Fine-tune learning rate", ""),
+            ("suffix_samples", "Suffix samples", "random later layers averaged per score"),
+            ("bn_batches", "BN batches", "training batches to recalibrate BatchNorm"),
+            ("eval_batches", "Eval batches", "validation batches per score"),
+        ],
+    ),
+    (
+        "Data and compute",
+        [
+            ("input_size", "Input size (px)", "images are resized to this"),
+            ("val_size", "Validation size", "examples held out (or a fraction below 1)"),
+            ("seed", "Seed", ""),
+        ],
+    ),
+]
+KNOB_NAMES = [name for _, fields in KNOBS for name, _, _ in fields]
+# Settings sent only when they differ from the preset's (a run stores overrides).
+SETTINGS = ["dataset", "dataset_dir", "device", *KNOB_NAMES]
+DEVICES = [("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda")]
+DATASET_HELP = {
+    "digits": "built in: nothing to download",
+    "cifar10": "the folder of the CIFAR-10 python batches, on the workers",
+    "imagefolder": "a folder with train/ and val/ (or test/) class folders, on the workers",
+}
+
+
+def preset_defaults(name: str) -> dict[str, Any]:
+    """The settings a run of preset ``name`` uses when nothing is overridden."""
+    _, cfg = resolve(name)
+    values = cfg.to_dict()
+    if isinstance(values["val_size"], float) and values["val_size"].is_integer():
+        values["val_size"] = int(values["val_size"])
+    return {key: values[key] for key in SETTINGS}
+
+
+def preset_info() -> dict[str, dict[str, Any]]:
+    """Every preset's description and defaults (the page swaps them in on a preset change)."""
+    info = {}
+    for name in preset_names():
+        space = load_space(name)
+        info[name] = {
+            "description": space.description,
+            "layers": space.num_layers,
+            "candidates": len(space.candidates),
+            "defaults": preset_defaults(name),
+        }
+    return info
+
+
+class SearchForm(forms.Form):
+    name = forms.CharField(
+        max_length=200, required=False, widget=forms.TextInput(attrs={"placeholder": "optional"})
+    )
+    preset = forms.ChoiceField()
+    dataset = forms.ChoiceField(choices=[(d, d) for d in DATASETS])
+    dataset_dir = forms.CharField(
+        required=False,
+        label="Dataset folder",
+        widget=forms.TextInput(attrs={"placeholder": "/data/cifar-10-batches-py"}),
+    )
+    device = forms.ChoiceField(choices=DEVICES, help_text="auto: a GPU when the worker has one")
+    epochs = forms.IntegerField()
+    batch_size = forms.IntegerField()
+    lr = forms.FloatField()
+    finetune_steps = forms.IntegerField()
+    finetune_lr = forms.FloatField()
+    suffix_samples = forms.IntegerField()
+    bn_batches = forms.IntegerField()
+    eval_batches = forms.IntegerField()
+    input_size = forms.IntegerField()
+    val_size = forms.FloatField()
+    seed = forms.IntegerField()
+
+    def __init__(self, *args: Any, preset: str = "digits", **kwargs: Any) -> None:
+        names = preset_names()
+        preset = preset if preset in names else names[0]
+        kwargs.setdefault("initial", {"preset": preset, **preset_defaults(preset)})
+        super().__init__(*args, **kwargs)
+        self.fields["preset"].choices = [(n, n) for n in names]
+        for _, knobs in KNOBS:
+            for name, label, help_text in knobs:
+                self.fields[name].label = label
+                self.fields[name].help_text = help_text
+                # the server checks the values (ponas's rules), not the browser
+                self.fields[name].widget.attrs.update({"step": "any"})
+        for name in ("lr", "finetune_lr", "val_size"):
+            self.fields[name].widget.attrs["inputmode"] = "decimal"
+
+    def groups(self) -> list[tuple[str, list[forms.BoundField]]]:
+        """The knob fields by group, for the template."""
+        return [(title, [self[name] for name, _, _ in fields]) for title, fields in KNOBS]
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings that differ from the preset's defaults (what a run stores)."""
+        data = self.cleaned_data
+        defaults = preset_defaults(data["preset"])
+        out = {}
+        for key in SETTINGS:
+            value = data.get(key)
+            if key == "dataset_dir":
+                value = value or None
+            if value is None or value == defaults[key]:
+                continue
+            out[key] = value
+        return out
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors or "preset" not in data:
+            return data
+        dataset, folder = data.get("dataset"), (data.get("dataset_dir") or "").strip()
+        data["dataset_dir"] = folder
+        if dataset != "digits" and not folder:
+            self.add_error(
+                "dataset_dir",
+                f"{dataset} reads its images from a folder on the workers: give "
+                f"{DATASET_HELP[dataset].removesuffix(', on the workers')}",
+            )
+            return data
+        space = load_space(data["preset"])
+        channels = {"digits": 1, "cifar10": 3}.get(dataset)
+        if channels is not None and channels != space.in_channels:
+            self.add_error(
+                "dataset",
+                f"{dataset} images have {channels} channel{'s' * (channels > 1)}; the "
+                f"{space.name} space takes {space.in_channels}: choose a preset made for them",
+            )
+            return data
+        try:
+            resolve(data["preset"], self.overrides())
+        except (ConfigError, SpaceError) as exc:
+            self.add_config_error(str(exc))
+        return data
+
+    def add_config_error(self, message: str) -> None:
+        """Show a ponas config error next to the setting it names (its first word)."""
+        match = re.match(r"\s*(\w+)", message)
+        field = match.group(1) if match and match.group(1) in self.fields else None
+        self.add_error(field, message)

@@ -1,0 +1,242 @@
+"""Dashboard pages. Views stay thin: they read the runs app's models (always scoped to the
+signed-in user), render templates, and create runs the way the API does. Live updates, the
+charts and the deploy panel are page JavaScript that calls the REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Avg, Count, Max, Min
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from webapp.pages.forms import SearchForm, preset_info
+from webapp.pages.markdown import render_markdown
+from webapp.runs.api import enqueue_search
+from webapp.runs.models import (
+    FORMATS,
+    Artifact,
+    Deployment,
+    SearchRun,
+    Stage,
+    Status,
+    TableEntry,
+)
+from webapp.runs.serializers import (
+    DeploymentSerializer,
+    SearchRunDetailSerializer,
+    SearchRunSerializer,
+)
+from webapp.runs.tables import accuracy_table
+
+PAGE_SIZE = 20
+
+
+def _page(request, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@login_required
+def runs_list(request):
+    runs = SearchRun.objects.filter(owner=request.user)
+    counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
+    status = request.GET.get("status", "")
+    if status not in Status.values:
+        status = ""
+    page = _page(request, runs.filter(status=status) if status else runs)
+    tabs = [("", "All", sum(counts.values()))] + [
+        (value, label.capitalize(), counts.get(value, 0)) for value, label in Status.choices
+    ]
+    return render(
+        request,
+        "pages/runs_list.html",
+        {
+            "page": page,
+            "status": status,
+            "tabs": tabs,
+            "page_size": PAGE_SIZE,
+            "any_active": any(run.is_active for run in page),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def run_new(request):
+    if request.method == "POST":
+        form = SearchForm(request.POST)
+        if form.is_valid():
+            run = _create_run(request, form)
+            if run is not None:
+                return redirect("pages:run", pk=run.pk)
+    else:
+        form = SearchForm(preset=request.GET.get("preset", "digits"))
+    return render(request, "pages/run_new.html", {"form": form, "presets": preset_info()})
+
+
+def _create_run(request, form: SearchForm) -> SearchRun | None:
+    """Create and queue the run through the API's serializer and enqueue function, so a run
+    started here is the same as one started with ``POST /api/runs/``."""
+    data = form.cleaned_data
+    serializer = SearchRunSerializer(
+        data={"name": data["name"], "preset": data["preset"], "config": form.overrides()}
+    )
+    if not serializer.is_valid():
+        for field, messages in serializer.errors.items():
+            for message in messages:
+                if field == "config":
+                    form.add_config_error(str(message))
+                else:
+                    form.add_error(field if field in form.fields else None, str(message))
+        return None
+    with transaction.atomic():
+        run = serializer.save(owner=request.user)
+        enqueue_search(run)
+    return run
+
+
+def _timeline(run: SearchRun) -> list[dict[str, Any]]:
+    """The stages of a run with their state: done, current, pending, failed or cancelled."""
+    order = [Stage.QUEUED, Stage.STAGE1, Stage.STAGE2, Stage.DONE]
+    labels = {
+        Stage.QUEUED: "Queued",
+        Stage.STAGE1: "Stage 1 · meta-training",
+        Stage.STAGE2: "Stage 2 · accuracy table",
+        Stage.DONE: "Done",
+    }
+    at = order.index(run.stage) if run.stage in order else 0
+    steps = []
+    for i, stage in enumerate(order):
+        if i < at or run.status == Status.SUCCEEDED:
+            state = "done"
+        elif i == at:
+            state = {
+                Status.FAILED: "failed",
+                Status.CANCELLED: "cancelled",
+                Status.QUEUED: "current" if stage == Stage.QUEUED else "waiting",
+            }.get(run.status, "current")
+        else:
+            state = "pending"
+        steps.append({"key": stage.value, "label": labels[stage], "state": state})
+    steps[0]["time"] = run.created
+    steps[1]["time"] = run.started
+    steps[-1]["time"] = run.finished if run.status == Status.SUCCEEDED else None
+    return steps
+
+
+def _stage2_rows(run: SearchRun) -> list[dict[str, Any]]:
+    """Per layer: how many candidates are scored, of how many, and their best/mean/worst."""
+    if not run.space:
+        return []
+    from ponas.space import SearchSpace
+
+    space = SearchSpace.from_dict(run.space)
+    scored = {
+        row["layer"]: row
+        for row in TableEntry.objects.filter(run=run)
+        .values("layer")
+        .annotate(n=Count("id"), best=Max("accuracy"), mean=Avg("accuracy"), worst=Min("accuracy"))
+        .order_by()
+    }
+    rows = []
+    for i, layer in enumerate(space.layers):
+        row = scored.get(i, {})
+        rows.append(
+            {
+                "layer": i + 1,
+                "channels": layer.out_channels,
+                "stride": layer.stride,
+                "total": len(space.allowed_candidates(i)),
+                "scored": row.get("n", 0),
+                "best": row.get("best"),
+                "mean": row.get("mean"),
+                "worst": row.get("worst"),
+                "chosen": run.path[i] if i < len(run.path) else None,
+            }
+        )
+    return rows
+
+
+@login_required
+def run_detail(request, pk: int):
+    run = get_object_or_404(SearchRun, pk=pk, owner=request.user)
+    stage2 = _stage2_rows(run)
+    deployments = run.deployments.all()[:50]
+    return render(
+        request,
+        "pages/run_detail.html",
+        {
+            "run": run,
+            "run_data": SearchRunDetailSerializer(run).data,
+            "timeline": _timeline(run),
+            "stage2": stage2,
+            "stage2_scored": sum(r["scored"] for r in stage2),
+            "stage2_total": sum(r["total"] for r in stage2),
+            "deployments": deployments,
+            "formats": FORMATS,
+        },
+    )
+
+
+@login_required
+def deployments_list(request):
+    deployments = Deployment.objects.filter(run__owner=request.user).select_related("run")
+    return render(request, "pages/deployments_list.html", {"page": _page(request, deployments)})
+
+
+def _architecture(deployment: Deployment) -> list[dict[str, Any]]:
+    """The chosen blocks with their table accuracy and costs; ``t`` places the accuracy on the
+    run's heatmap colour scale (0 = the table's lowest, 1 = its highest)."""
+    run = deployment.run
+    if not run.has_table:
+        return [{"layer": i + 1, "name": c} for i, c in enumerate(deployment.choices)]
+    table = accuracy_table(run)
+    values = [a for row in table.accuracy for a in row if a is not None]
+    low, high = min(values), max(values)
+    blocks = []
+    for i, name in enumerate(deployment.choices):
+        j = table.candidates.index(name)
+        acc = table.accuracy[i][j]
+        blocks.append(
+            {
+                "layer": i + 1,
+                "name": name,
+                "accuracy": acc,
+                "t": (acc - low) / (high - low) if high > low else 1.0,
+                "macs": table.cost["macs"][i][j],
+                "params": table.cost["params"][i][j],
+            }
+        )
+    return blocks
+
+
+@login_required
+def deployment_detail(request, pk: int):
+    deployment = get_object_or_404(
+        Deployment.objects.select_related("run"), pk=pk, run__owner=request.user
+    )
+    card = deployment.artifacts.filter(kind=Artifact.Kind.MODEL_CARD).first()
+    card_html = ""
+    if card is not None:
+        try:
+            with card.file.open("rb") as f:
+                card_html = render_markdown(f.read().decode("utf-8", errors="replace"))
+        except OSError:
+            card_html = ""
+    files = {a.kind: a for a in deployment.artifacts.filter(kind__in=FORMATS)}
+    data = DeploymentSerializer(deployment, context={"request": request}).data
+    return render(
+        request,
+        "pages/deployment_detail.html",
+        {
+            "deployment": deployment,
+            "run": deployment.run,
+            "deployment_data": data,
+            "architecture": _architecture(deployment),
+            "card_html": card_html,
+            "downloads": [(fmt, files.get(fmt)) for fmt in deployment.formats],
+        },
+    )
