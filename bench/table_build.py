@@ -49,6 +49,7 @@ def bench(name, ctx, layers, repeats: int) -> None:
     supernet = ctx.prepare(Supernet(ctx.space))
     for layer in layers:
         prefix = [ctx.space.allowed_candidates(i)[0] for i in range(layer)]
+        time_layer(ctx, supernet, layer, prefix, False)  # warm-up: allocator, conv kernels
         with_reuse, without = [], []
         for _ in range(repeats):  # alternate so machine noise hits both alike
             t, row_a = time_layer(ctx, supernet, layer, prefix, True)
