@@ -795,36 +795,17 @@ def specialize(
     import torch.nn.functional as F
 
     from ponas.blocks import recalibrate_bn
-    from ponas.data import load_dataset, make_loader
+    from ponas.data import make_loader
     from ponas.network import Network
-    from ponas.search import (
-        Context,
-        SearchCallback,
-        _batches,
-        _make_optimizer,
-        _seed,
-        load_supernet,
-        resolve,
-    )
+    from ponas.search import _batches, _make_optimizer, _seed, load_supernet, make_context
     from ponas.supernet import Supernet
-    from ponas.train import evaluate, pick_device
+    from ponas.train import evaluate
 
     sn = load_supernet(supernet) if not isinstance(supernet, Supernet) else supernet
-    space, cfg = resolve(sn.space, overrides)
     if finetune_epochs < 0:
         raise ValueError(f"finetune_epochs must be 0 or more, got {finetune_epochs}")
-    if data is None:
-        data = load_dataset(
-            cfg.dataset,
-            cfg.dataset_dir,
-            input_size=space.input_size,
-            mean=space.mean,
-            std=space.std,
-            val_size=cfg.val_size if cfg.val_size < 1 else int(cfg.val_size),
-            seed=cfg.seed,
-        )
-    device = pick_device({"auto": None, "cpu": False, "cuda": True}[cfg.device])
-    ctx = Context(sn.space, cfg, data, device, Path("."), callback or SearchCallback())
+    ctx = make_context(sn.space, overrides, ".", callback, data=data)
+    cfg, data, device = ctx.cfg, ctx.data, ctx.device
     net = Network(sn.space, choices)
     net.load_state_dict(sn.path_state_dict(choices))
     net = ctx.prepare(net)

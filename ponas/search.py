@@ -319,20 +319,23 @@ def make_context(
     overrides: dict[str, Any] | None = None,
     out: str | Path = "runs/search",
     callback: SearchCallback | None = None,
+    data: DataSplits | None = None,
 ) -> Context:
+    """Resolve the settings, pick the device and load the data (unless ``data`` is given)."""
     space, cfg = resolve(space, overrides)
     device = pick_device({"auto": None, "cpu": False, "cuda": True}[cfg.device])
     if cfg.device == "cuda" and device.type != "cuda":
         raise ConfigError("device=cuda but no CUDA device is available; use device=auto or cpu")
-    data = load_dataset(
-        cfg.dataset,
-        cfg.dataset_dir,
-        input_size=space.input_size,
-        mean=space.mean,
-        std=space.std,
-        val_size=cfg.val_size if cfg.val_size < 1 else int(cfg.val_size),
-        seed=cfg.seed,
-    )
+    if data is None:
+        data = load_dataset(
+            cfg.dataset,
+            cfg.dataset_dir,
+            input_size=space.input_size,
+            mean=space.mean,
+            std=space.std,
+            val_size=cfg.val_size if cfg.val_size < 1 else int(cfg.val_size),
+            seed=cfg.seed,
+        )
     if data.in_channels != space.in_channels:
         raise ConfigError(
             f"the {cfg.dataset} data has {data.in_channels} input channels, the {space.name!r} "
