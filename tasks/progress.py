@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from ponas.search import Cancelled, SearchCallback
@@ -85,8 +88,9 @@ class RunRecorder(SearchCallback):
             updates["progress"] = self.progress
         runs = SearchRun.objects.filter(pk=self.run_id)
         runs.update(**updates)
-        state = runs.values_list("cancel_requested", "attempt").first()
-        self.stop = state is None or state[0] or state[1] != self.attempt
+        state = runs.values_list("cancel_requested", "attempt", "status").first()
+        # stop too when the run is no longer active (e.g. the watchdog marked it failed)
+        self.stop = state is None or state[0] or state[1] != self.attempt or state[2] not in ACTIVE
         return self.stop
 
 
@@ -106,6 +110,34 @@ def mark(run_id: int, attempt: int, status: str, error: str = "") -> bool:
     )
 
 
+@contextmanager
+def heartbeat(run_id: int, attempt: int) -> Iterator[None]:
+    """While the block runs, a thread writes the run's heartbeat every
+    ``PONAS_HEARTBEAT_SECONDS``: long work without step callbacks (evaluation, BN
+    recalibration, checkpoint writes) never looks like a vanished worker to the watchdog."""
+    runs = SearchRun.objects.filter(pk=run_id, attempt=attempt, status=Status.RUNNING)
+    runs.update(heartbeat=timezone.now())
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.PONAS_HEARTBEAT_SECONDS):
+                try:
+                    runs.update(heartbeat=timezone.now())
+                except Exception:  # a database hiccup must not kill the work
+                    log.exception("run %s: heartbeat not written", run_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-run-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 def guarded(run: SearchRun, what: str, fn: Callable[[], T]) -> tuple[bool, T | None]:
     """``fn()`` with a run's failure handling; ``(True, result)`` if it completed.
 
@@ -114,7 +146,8 @@ def guarded(run: SearchRun, what: str, fn: Callable[[], T]) -> tuple[bool, T | N
     ``error`` and the traceback in the worker's log.
     """
     try:
-        return True, fn()
+        with heartbeat(run.pk, run.attempt):
+            return True, fn()
     except Cancelled:
         if _shutting_down:
             raise Reject("worker shutting down", requeue=True) from None

@@ -125,7 +125,7 @@ def _start_layer(run: SearchRun, layer: int) -> None:
     if not missing:
         _claim_layer(run, layer)
     for candidate in missing:
-        evaluate_candidate.delay(run.pk, run.attempt, layer, candidate)
+        evaluate_candidate.apply_async((run.pk, run.attempt, layer, candidate), queue=run.queue)
 
 
 def _claim_layer(run: SearchRun, layer: int) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.defaults import page_not_found
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
@@ -52,3 +53,35 @@ class OwnedObjectMixin:
             return super().get_object()
         except Http404:
             raise NotFound(f"{self.noun} {self.kwargs.get('pk')} not found") from None
+
+
+def document_common_errors(result, generator, request, public):
+    """drf-spectacular postprocessing hook: the errors any operation can answer, documented
+    once: 401 (no or a bad token) where authentication is required, 415 where a body is read
+    (a body in a media type the operation does not take), both as ``{"error": ...}``."""
+    shape = {
+        "description": "error",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "properties": {"error": {"type": "string"}}}
+            }
+        },
+    }
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if any(operation.get("security") or [{}]):  # [{}]/none: anonymous allowed
+                responses.setdefault("401", shape)
+            if "requestBody" in operation:
+                responses.setdefault("415", shape)
+    return result
+
+
+def not_found(request, exception=None):
+    """The 404 handler: under /api/ a JSON error like every other API error (e.g. an id that
+    is not a number), elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": f"no such API resource: {request.path}"}, status=404)
+    return page_not_found(request, exception)

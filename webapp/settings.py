@@ -207,6 +207,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.api.document_common_errors",
+    ],
 }
 
 # ---- Celery ---------------------------------------------------------------------------------
@@ -251,6 +255,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Seconds between progress/heartbeat writes and cancel checks of a running task.
 PONAS_POLL_SECONDS = float(os.environ.get("PONAS_POLL_SECONDS", 1.0))
+# A running run without a heartbeat for this long is marked failed (its worker vanished);
+# workers write one every PONAS_HEARTBEAT_SECONDS while they work on it.
+PONAS_HEARTBEAT_TIMEOUT = float(os.environ.get("PONAS_HEARTBEAT_TIMEOUT", 600))
+PONAS_HEARTBEAT_SECONDS = float(
+    os.environ.get("PONAS_HEARTBEAT_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
+)
 
 LOGGING = {
     "version": 1,

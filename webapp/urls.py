@@ -11,3 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("webapp.pages.urls")),
 ]
+
+handler404 = "webapp.api.not_found"

@@ -166,6 +166,12 @@ def test_starting_a_search_creates_a_queued_run_with_only_the_changed_settings(b
     assert response["Location"] == f"/runs/{run.pk}/"
     assert (run.owner, run.name, run.preset, run.status) == (alice, "tiny", "digits", "queued")
     assert run.config == TINY
+    assert run.queue == "gpu"  # the default: heavy work goes to the GPU workers
+
+
+def test_a_search_started_on_the_default_queue_keeps_that_choice(browser, alice):
+    post(browser, "/runs/new/", form_data(name="light", queue="default", **TINY))
+    assert SearchRun.objects.get().queue == "default"
 
 
 # ---- run and deployment pages -------------------------------------------------------------

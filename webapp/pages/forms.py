@@ -14,6 +14,7 @@ from django import forms
 from ponas.data import DATASETS
 from ponas.search import ConfigError, resolve
 from ponas.space import SpaceError, load_space, preset_names
+from webapp.runs.models import Queue
 
 # (field, label, help) of the knobs the form shows, by group; every other setting keeps the
 # preset's value. The field names are SearchConfig keys.
@@ -91,6 +92,12 @@ class SearchForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "/data/cifar-10-batches-py"}),
     )
     device = forms.ChoiceField(choices=DEVICES, help_text="auto: a GPU when the worker has one")
+    queue = forms.ChoiceField(
+        choices=Queue.choices,
+        initial=Queue.GPU,
+        required=False,
+        help_text="the workers that take the heavy work (make run's worker takes both)",
+    )
     epochs = forms.IntegerField()
     batch_size = forms.IntegerField()
     lr = forms.FloatField()

@@ -20,6 +20,7 @@ from webapp.runs.models import (
     FORMATS,
     Artifact,
     Deployment,
+    Queue,
     SearchRun,
     Stage,
     Status,
@@ -31,6 +32,7 @@ from webapp.runs.serializers import (
     SearchRunSerializer,
 )
 from webapp.runs.tables import accuracy_table
+from webapp.runs.watchdog import reap_stuck_runs
 
 PAGE_SIZE = 20
 
@@ -41,6 +43,7 @@ def _page(request, queryset):
 
 @login_required
 def runs_list(request):
+    reap_stuck_runs()
     runs = SearchRun.objects.filter(owner=request.user)
     counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
     status = request.GET.get("status", "")
@@ -82,7 +85,12 @@ def _create_run(request, form: SearchForm) -> SearchRun | None:
     started here is the same as one started with ``POST /api/runs/``."""
     data = form.cleaned_data
     serializer = SearchRunSerializer(
-        data={"name": data["name"], "preset": data["preset"], "config": form.overrides()}
+        data={
+            "name": data["name"],
+            "preset": data["preset"],
+            "config": form.overrides(),
+            "queue": data["queue"] or Queue.GPU,
+        }
     )
     if not serializer.is_valid():
         for field, messages in serializer.errors.items():
@@ -162,6 +170,7 @@ def _stage2_rows(run: SearchRun) -> list[dict[str, Any]]:
 
 @login_required
 def run_detail(request, pk: int):
+    reap_stuck_runs()
     run = get_object_or_404(SearchRun, pk=pk, owner=request.user)
     stage2 = _stage2_rows(run)
     deployments = run.deployments.all()[:50]
@@ -222,7 +231,7 @@ def deployment_detail(request, pk: int):
     card_html = ""
     if card is not None:
         try:
-            with card.file.open("rb") as f:
+            with card.open() as f:
                 card_html = render_markdown(f.read().decode("utf-8", errors="replace"))
         except OSError:
             card_html = ""

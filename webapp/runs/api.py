@@ -11,7 +11,7 @@ from django.db import transaction
 from django.http import FileResponse, HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -21,6 +21,7 @@ from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
 from webapp.runs.models import FORMATS, Deployment, SearchRun, Status
 from webapp.runs.tables import accuracy_table
+from webapp.runs.watchdog import reap_stuck_runs
 
 # ---- runs -----------------------------------------------------------------------------------
 
@@ -41,8 +42,8 @@ def enqueue_search(run: SearchRun) -> None:
     """Send the run's first task once the transaction that created (or resumed) it commits."""
     from tasks.search import run_search
 
-    run_id, attempt = run.pk, run.attempt
-    transaction.on_commit(lambda: run_search.delay(run_id, attempt))
+    run_id, attempt, queue = run.pk, run.attempt, run.queue
+    transaction.on_commit(lambda: run_search.apply_async((run_id, attempt), queue=queue))
 
 
 def no_table(run: SearchRun) -> Response:
@@ -53,6 +54,15 @@ def no_table(run: SearchRun) -> Response:
     )
 
 
+# A list answers 400 for a bad filter value and 404 for a page past the end.
+LIST_ERRORS = {400: OpenApiTypes.OBJECT, 404: ERROR}
+
+
+@extend_schema_view(
+    list=extend_schema(responses={200: s.SearchRunSerializer(many=True), **LIST_ERRORS}),
+    create=extend_schema(responses={201: s.SearchRunSerializer, 400: OpenApiTypes.OBJECT}),
+    retrieve=extend_schema(responses={200: s.SearchRunDetailSerializer, 404: ERROR}),
+)
 class RunViewSet(
     OwnedObjectMixin,
     mixins.CreateModelMixin,
@@ -69,6 +79,8 @@ class RunViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return SearchRun.objects.none()
+        if self.action in ("list", "retrieve"):
+            reap_stuck_runs()  # a run whose worker vanished is shown failed, never stuck
         return SearchRun.objects.filter(owner=self.request.user)
 
     def get_serializer_class(self):
@@ -137,6 +149,7 @@ class RunViewSet(
         responses={
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "text/csv"): OpenApiTypes.STR,
+            400: OpenApiTypes.OBJECT,
             404: ERROR,
             409: ERROR,
         },
@@ -211,10 +224,22 @@ class RunViewSet(
 # ---- deployments ----------------------------------------------------------------------------
 
 
+def own_runs(request):
+    """The runs a ``?run=`` filter may name: the user's own (another user's run is as
+    unknown as a missing one, so the filter does not tell which ids exist)."""
+    if request is None or not request.user.is_authenticated:
+        return SearchRun.objects.none()
+    return SearchRun.objects.filter(owner=request.user)
+
+
 class DeploymentFilter(filters.FilterSet):
     status = filters.ChoiceFilter(
         choices=Status.choices,
         error_messages={"invalid_choice": choices_message("status", Status.values)},
+    )
+    run = filters.ModelChoiceFilter(
+        queryset=own_runs,
+        error_messages={"invalid_choice": "run %(value)s not found"},
     )
 
     class Meta:
@@ -227,6 +252,11 @@ CONTENT_TYPE = "application/octet-stream"
 SUFFIXES = {"pt": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: s.DeploymentSerializer(many=True), **LIST_ERRORS}),
+    create=extend_schema(responses={201: s.DeploymentSerializer, 400: OpenApiTypes.OBJECT}),
+    retrieve=extend_schema(responses={200: s.DeploymentSerializer, 404: ERROR}),
+)
 class DeploymentViewSet(
     OwnedObjectMixin,
     mixins.CreateModelMixin,
@@ -249,7 +279,8 @@ class DeploymentViewSet(
         from tasks.deploy import build_deployment
 
         deployment = serializer.save()
-        transaction.on_commit(lambda: build_deployment.delay(deployment.pk))
+        queue = deployment.run.queue
+        transaction.on_commit(lambda: build_deployment.apply_async((deployment.pk,), queue=queue))
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, "path", enum=list(FORMATS))],
@@ -281,8 +312,14 @@ class DeploymentViewSet(
                 status.HTTP_404_NOT_FOUND,
             )
         name = f"ponas-deployment-{deployment.pk}{SUFFIXES[fmt]}"
+        try:
+            file = artifact.open()  # never outside the artifact store
+        except OSError:
+            return error(
+                f"deployment {deployment.pk}'s {fmt} file is missing", status.HTTP_404_NOT_FOUND
+            )
         return FileResponse(
-            artifact.file.open("rb"),
+            file,
             as_attachment=True,
             filename=name,
             content_type=CONTENT_TYPE,

@@ -28,6 +28,13 @@ class Stage(models.TextChoices):
     DONE = "done"
 
 
+class Queue(models.TextChoices):
+    """Celery queues a run's heavy tasks (stage 1, candidates, builds) may go to."""
+
+    GPU = "gpu", "gpu: the GPU workers (celery -A webapp worker -Q gpu)"
+    DEFAULT = "default", "default: any worker (light searches, e.g. digits)"
+
+
 # Overall progress: stage 1 counts for this fraction, stage 2 (by candidates) for the rest.
 STAGE1_SHARE = 0.5
 
@@ -42,6 +49,12 @@ class SearchRun(models.Model):
     preset = models.CharField(max_length=64)
     config = models.JSONField(
         default=dict, blank=True, help_text="overrides of the preset's settings"
+    )
+    queue = models.CharField(
+        max_length=16,
+        choices=Queue.choices,
+        default=Queue.GPU,
+        help_text="Celery queue of the heavy tasks (stage 1, candidates, deployment builds)",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
@@ -228,6 +241,21 @@ class Artifact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.file.name}"
+
+    @property
+    def path(self) -> Path:
+        """The file, resolved (links too) inside the artifact store; a name that leads out of
+        it (``../``, an absolute path, a link to elsewhere) raises FileNotFoundError."""
+        root = Path(settings.MEDIA_ROOT).resolve()
+        name = str(self.file.name or "")
+        path = (root / name).resolve()
+        if not name or Path(name).is_absolute() or not path.is_relative_to(root) or path == root:
+            raise FileNotFoundError(f"artifact {self.pk}: {name!r} is outside the artifact store")
+        return path
+
+    def open(self):
+        """The file for reading (see :attr:`path`)."""
+        return open(self.path, "rb")
 
     @classmethod
     def record(cls, path: Path, kind: str, *, run=None, deployment=None) -> Artifact:

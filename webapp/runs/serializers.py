@@ -3,6 +3,7 @@ allowed values, and shape what the API returns."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -28,6 +29,24 @@ class MetricPointSerializer(serializers.ModelSerializer):
         fields = ["stage", "kind", "step", "values", "time"]
 
 
+# JSON numbers every database and client holds exactly: integers up to 2**53, finite floats.
+MAX_SAFE_INTEGER = 2**53
+
+
+def _storable_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_SAFE_INTEGER
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_storable_number(v) for v in value)
+    if isinstance(value, dict):
+        return all(_storable_number(v) for v in value.values())
+    return True
+
+
 class SearchRunSerializer(serializers.ModelSerializer):
     preset = serializers.ChoiceField(
         choices=PRESETS,
@@ -48,6 +67,7 @@ class SearchRunSerializer(serializers.ModelSerializer):
             "name",
             "preset",
             "config",
+            "queue",
             "status",
             "stage",
             "progress",
@@ -60,7 +80,7 @@ class SearchRunSerializer(serializers.ModelSerializer):
             "heartbeat",
             "cancel_requested",
         ]
-        read_only_fields = [f for f in fields if f not in ("name", "preset", "config")]
+        read_only_fields = [f for f in fields if f not in ("name", "preset", "config", "queue")]
         extra_kwargs = {"name": {"required": False}}
 
     def validate_config(self, value: Any) -> dict[str, Any]:
@@ -69,6 +89,9 @@ class SearchRunSerializer(serializers.ModelSerializer):
                 'expected an object of search settings, e.g. {"epochs": 2}; '
                 f"allowed keys: {allowed(SearchConfig.keys())}"
             )
+        for key, item in value.items():
+            if not _storable_number(item):
+                raise serializers.ValidationError(f"{key}: the number {item!r:.40} is too large")
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -104,9 +127,14 @@ class BudgetField(serializers.Field):
     """A budget: a positive number, or a string such as ``300M``, ``5.1m``, ``2e6``."""
 
     def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, int) and not isinstance(data, bool) and abs(data) > 1e300:
+            # float() of an integer this long overflows; say so as parse_budget does
+            raise serializers.ValidationError(
+                f"invalid budget {str(data)[:4]}...: the number is too large"
+            )
         try:
             return parse_budget(data)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise serializers.ValidationError(str(exc)) from None
 
     def to_representation(self, value: float) -> float:
@@ -124,6 +152,17 @@ class RunField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self):
         return SearchRun.objects.filter(owner=self.context["request"].user)
+
+    def to_internal_value(self, data: Any) -> SearchRun:
+        # an id is an integer (or its digits): 1.5 is not run 1, and a number no database
+        # column holds is no run at all
+        if isinstance(data, str) and data.strip().isdigit():
+            data = int(data)
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        if not 0 < data < 2**63:
+            self.fail("does_not_exist", pk_value=data if abs(data) < 10**20 else "(huge id)")
+        return super().to_internal_value(data)
 
 
 class DeploymentSerializer(serializers.ModelSerializer):

@@ -1,0 +1,125 @@
+"""Stuck runs: a running run whose worker stopped sending heartbeats is marked failed with a
+reason (never left `running`), and resume continues it."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, timedelta
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from tasks.progress import RunRecorder, heartbeat
+from tests.web.helpers import make_run
+from webapp.runs.models import SearchRun, Stage, Status
+from webapp.runs.watchdog import reap_stuck_runs, stuck_message
+
+pytestmark = pytest.mark.django_db
+
+
+def running(owner, seconds_ago: float, **fields) -> SearchRun:
+    beat = timezone.now() - timedelta(seconds=seconds_ago)
+    return make_run(
+        owner, Status.RUNNING, stage=Stage.STAGE1, started=beat, heartbeat=beat, **fields
+    )
+
+
+def test_a_run_without_heartbeats_is_failed_with_a_reason_and_resumes(
+    api, alice, settings, django_capture_on_commit_callbacks
+):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 600
+    stuck = running(alice, 601)
+    beat = stuck.heartbeat
+    body = api.get(f"/api/runs/{stuck.pk}/").json()
+    assert body["status"] == "failed"
+    when = beat.astimezone(UTC)
+    assert body["error"] == stuck_message(beat)
+    assert body["error"].startswith(
+        f"the worker stopped sending heartbeats at {when:%Y-%m-%d %H:%M:%S} UTC; "
+    )
+    assert body["error"].endswith("resume to continue from the last checkpoint")
+    assert body["finished"] is not None
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = api.post(f"/api/runs/{stuck.pk}/resume/")
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+    assert response.json()["error"] == ""
+    assert SearchRun.objects.get(pk=stuck.pk).attempt == 2
+    assert len(callbacks) == 1  # run_search is sent: it continues from the checkpoints
+
+
+def test_live_queued_and_finished_runs_are_left_alone(api, alice, bob, settings):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 600
+    live = running(alice, 30)
+    queued = make_run(alice, Status.QUEUED)
+    done = make_run(alice, Status.SUCCEEDED, heartbeat=timezone.now() - timedelta(days=1))
+    others = running(bob, 3600)
+    body = api.get("/api/runs/").json()  # listing reaps every stuck run, anyone's
+    assert {r["id"]: r["status"] for r in body["results"]} == {
+        live.pk: "running",
+        queued.pk: "queued",
+        done.pk: "succeeded",
+    }
+    assert SearchRun.objects.get(pk=others.pk).status == Status.FAILED
+
+
+def test_the_timeout_is_a_setting(alice, settings):
+    run = running(alice, 120)
+    settings.PONAS_HEARTBEAT_TIMEOUT = 600
+    assert reap_stuck_runs() == []
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    assert reap_stuck_runs() == [run.pk]
+
+
+def test_a_running_run_that_never_beat_is_judged_by_its_start(alice, settings):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    run = running(alice, 120)
+    SearchRun.objects.filter(pk=run.pk).update(heartbeat=None)
+    assert reap_stuck_runs() == [run.pk]
+    assert "the worker stopped sending heartbeats at" in SearchRun.objects.get(pk=run.pk).error
+
+
+def test_management_command_reaps(alice, settings, capsys):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    run = running(alice, 120)
+    call_command("reap_stuck_runs")
+    assert (
+        capsys.readouterr().out.strip() == f"marked failed (no heartbeat for 60 s): runs {run.pk}"
+    )
+    assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
+    call_command("reap_stuck_runs")
+    assert capsys.readouterr().out.strip() == "no stuck runs (heartbeat timeout 60 s)"
+
+
+def test_the_run_page_reaps_too(alice, settings):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    run = running(alice, 120)
+    client = Client()
+    client.force_login(alice)
+    assert client.get(f"/runs/{run.pk}/").status_code == 200
+    assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
+
+
+@pytest.mark.django_db(transaction=True)  # the heartbeat thread has its own connection
+def test_heartbeats_are_written_during_long_work_without_steps(alice, settings):
+    settings.PONAS_HEARTBEAT_SECONDS = 0.05
+    run = running(alice, 3600)
+    seen = []
+    with heartbeat(run.pk, run.attempt):
+        for _ in range(4):
+            time.sleep(0.2)  # e.g. a long evaluation: no step callbacks
+            seen.append(SearchRun.objects.get(pk=run.pk).heartbeat)
+    assert all(b > run.heartbeat for b in seen)
+    assert seen[-1] > seen[0]
+    assert timezone.now() - seen[-1] < timedelta(seconds=5)
+
+
+def test_a_worker_whose_run_was_reaped_stops_at_its_next_step(alice, settings):
+    settings.PONAS_POLL_SECONDS = 0
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    run = running(alice, 120)
+    recorder = RunRecorder(run, "w1@test")
+    reap_stuck_runs()
+    assert recorder.should_stop()
