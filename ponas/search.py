@@ -134,6 +134,22 @@ class SearchConfig:
         for key in at_least_one:
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
+        # Far beyond any real search, but a typo like epochs=1e9 should not occupy a GPU forever.
+        at_most = {
+            "epochs": 10_000,
+            "batch_size": 65_536,
+            "finetune_steps": 1_000_000,
+            "suffix_samples": 1_000,
+            "bn_batches": 10_000,
+            "eval_batches": 100_000,
+            "ngpu": 1_024,
+            "num_workers": 256,
+            "warmup_epochs": 10_000,
+            "input_size": 4_096,
+        }
+        for key, limit in at_most.items():
+            if getattr(self, key) > limit:
+                raise ConfigError(f"{key} must be at most {limit:,}, got {getattr(self, key):,}")
         for key in ("lr", "finetune_lr"):
             if not 0 < getattr(self, key) < 10:
                 raise ConfigError(f"{key} must be in (0, 10), got {getattr(self, key)}")

@@ -83,6 +83,10 @@ def test_invalid_settings_are_named():
         resolve("digits", {"epoch": 3})
     with pytest.raises(ConfigError, match="epochs must be at least 1, got 0"):
         resolve("digits", {"epochs": 0})
+    with pytest.raises(
+        ConfigError, match="epochs must be at most 10,000, got 9,007,199,254,740,992"
+    ):
+        resolve("digits", {"epochs": 2**53})
     with pytest.raises(ConfigError, match="lr='fast' is not a valid float"):
         resolve("digits", {"lr": "fast"})
 
