@@ -768,7 +768,15 @@ def pareto_frontier(table: AccuracyTable, cost: str = "macs") -> list[Selection]
     _check_kind(table, cost)
     prob = _problem(table)
     front = prob.frontier("score", cost)
-    return [prob.selection(front.options(0, p)) for p in range(len(front.cost[0]))]
+    points: list[Selection] = []
+    for p in range(len(front.cost[0])):
+        point = prob.selection(front.options(0, p))
+        # Exactly different costs can print as the same float (e.g. 1.0 + 1e-300 ms); then the
+        # cheaper one is dominated as a user sees it, so keep the better-scoring one.
+        if points and points[-1].cost[cost] == point.cost[cost]:
+            points.pop()
+        points.append(point)
+    return points
 
 
 # ---- building the chosen network ------------------------------------------------------------

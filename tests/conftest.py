@@ -1,8 +1,17 @@
 """Shared fixtures: one tiny digits search for every test that needs a table and a supernet."""
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from ponas.search import SearchCallback, run_search
+
+# CI replays the same examples every run (a red build then means a change broke something);
+# locally each run explores new ones.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 TINY = {
     "epochs": 2,

@@ -441,3 +441,20 @@ def test_the_imagenet_space_is_solved_exactly_for_three_budgets_at_once():
     # the answer is optimal: the frontier's best point under 300M MACs ties or beats it
     front = [s for s in pareto_frontier(table, "macs") if s.cost["macs"] <= 300e6]
     assert single.score == front[-1].score
+
+
+def test_frontier_points_never_print_the_same_cost_twice():
+    # 1.0 + 5e-324 ms is a different cost exactly but the same float: only the better one stays
+    table = AccuracyTable(
+        space={"name": "x"},
+        candidates=["e3_k3", "e3_k5", "e6_k3"],
+        accuracy=[[0.015625, 0.0, 0.0]],
+        cost={"macs": [[1, 1, 1]], "params": [[1, 1, 1]], "latency_ms": [[5e-324, 0.0, 0.0]]},
+        base_cost={"macs": 0, "params": 0, "latency_ms": 1.0},
+        path=["e3_k3"],
+        meta={"latency_device": "test CPU"},
+    )
+    front = pareto_frontier(table, "latency_ms")
+    assert [(p.cost["latency_ms"], p.score, p.choices) for p in front] == [
+        (1.0, 0.015625, ["e3_k3"])
+    ]
