@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-slow lint format bench clean
+.PHONY: run test test-fast test-slow screenshots lint format bench clean
 
 # Re-install only when the dependency list changes (idempotent, fast when up to date).
 $(STAMP): pyproject.toml
@@ -24,6 +24,9 @@ test-fast: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+screenshots: $(STAMP)
+	PONAS_SCREENSHOTS=$(CURDIR)/test-artifacts/screenshots $(BIN)/python -m pytest -q tests/browser -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

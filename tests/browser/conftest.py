@@ -14,7 +14,12 @@ from django.db import connections
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+# Every run writes its screenshots under var/ (ignored); `make screenshots` refreshes the ones
+# kept in the repository (test-artifacts/screenshots/), so a test run leaves the tree clean.
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = Path(
+    os.environ.get("PONAS_SCREENSHOTS", ROOT / "var" / "test-artifacts" / "screenshots")
+)
 
 
 @pytest.fixture
