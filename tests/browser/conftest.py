@@ -26,7 +26,10 @@ SCREENSHOTS = Path(
 def chromium(monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[dev]'")
     if not CHROMIUM.exists():
-        pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+        reason = f"needs Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)"
+        if os.environ.get("CI"):  # CI installs it: a missing browser there is a failure
+            pytest.fail(reason)
+        pytest.skip(reason)
     # Playwright's sync API keeps an asyncio loop running in this thread; the ORM calls the
     # test makes meanwhile are ordinary blocking calls, which Django would otherwise refuse.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
