@@ -338,6 +338,17 @@ def _parse_value(text: str):
         return text
 
 
+def _set_options(items: list[str] | None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` options as settings (values read as YAML: 30, 0.1, true, text)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=30")
+        out[key.strip()] = _parse_value(value)
+    return out
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from ponas.search import Cancelled, TqdmCallback, run_search
 
@@ -363,11 +374,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     for flag in ("epochs", "seed", "device", "dataset", "dataset_dir"):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CommandError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=30")
-        overrides[key.strip()] = _parse_value(value)
+    overrides.update(_set_options(args.set))
     name = space if isinstance(space, str) else space.name
     out = Path(out or f"runs/{Path(name).stem}")
     bars = TqdmCallback()
@@ -434,11 +441,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         overrides: dict[str, Any] = {}
         if args.dataset_dir:
             overrides["dataset_dir"] = args.dataset_dir
-        for item in args.set or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise CommandError(f"--set {item!r}: expected KEY=VALUE")
-            overrides[key.strip()] = _parse_value(value)
+        overrides.update(_set_options(args.set))
         from ponas.search import TqdmCallback
 
         bars = TqdmCallback()
