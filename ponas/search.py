@@ -216,25 +216,6 @@ class SearchCallback:
         return False
 
 
-class MultiCallback(SearchCallback):
-    """Fans every event out to several callbacks (e.g. a progress bar and a log)."""
-
-    def __init__(self, *callbacks: SearchCallback) -> None:
-        self.callbacks = callbacks
-
-    def __getattribute__(self, name: str) -> Any:
-        if name.startswith("_") or name == "callbacks":
-            return object.__getattribute__(self, name)
-        if name == "should_stop":
-            return lambda: any(cb.should_stop() for cb in self.callbacks)
-
-        def fan_out(*args: Any, **kwargs: Any) -> None:
-            for cb in self.callbacks:
-                getattr(cb, name)(*args, **kwargs)
-
-        return fan_out
-
-
 class TqdmCallback(SearchCallback):
     """Progress bars (tqdm, on stderr) for both stages: what `ponas search` shows."""
 
@@ -402,13 +383,6 @@ def _rng_state() -> dict[str, Any]:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _save_checkpoint(ctx: Context, name: str, payload: dict[str, Any]) -> Path:

@@ -207,17 +207,12 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "finished",
             "downloads",
         ]
+        # what a client sends; the rest is the build's result
         read_only_fields = [
-            "status",
-            "choices",
-            "predicted_score",
-            "cost",
-            "measured_accuracy",
-            "metrics",
-            "error",
-            "created",
-            "started",
-            "finished",
+            f
+            for f in fields
+            if f
+            not in ("run", "max_macs", "max_params", "max_latency_ms", "finetune_epochs", "formats")
         ]
 
     def to_representation(self, instance: Deployment) -> dict[str, Any]:
