@@ -255,11 +255,17 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Seconds between progress/heartbeat writes and cancel checks of a running task.
 PONAS_POLL_SECONDS = float(os.environ.get("PONAS_POLL_SECONDS", 1.0))
-# A running run without a heartbeat for this long is marked failed (its worker vanished);
-# workers write one every PONAS_HEARTBEAT_SECONDS while they work on it.
+# A running run without a heartbeat for this long lost its worker: it is re-queued (at most
+# PONAS_AUTO_RESUMES times until a manual resume), then marked failed. Workers write a
+# heartbeat every PONAS_HEARTBEAT_SECONDS while they work on a run, and look for stuck runs
+# every PONAS_WATCHDOG_SECONDS (webapp/runs/watchdog.py).
 PONAS_HEARTBEAT_TIMEOUT = float(os.environ.get("PONAS_HEARTBEAT_TIMEOUT", 600))
 PONAS_HEARTBEAT_SECONDS = float(
     os.environ.get("PONAS_HEARTBEAT_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
+)
+PONAS_AUTO_RESUMES = int(os.environ.get("PONAS_AUTO_RESUMES", 2))
+PONAS_WATCHDOG_SECONDS = float(
+    os.environ.get("PONAS_WATCHDOG_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
 )
 
 LOGGING = {

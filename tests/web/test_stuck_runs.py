@@ -1,5 +1,6 @@
-"""Stuck runs: a running run whose worker stopped sending heartbeats is marked failed with a
-reason (never left `running`), and resume continues it."""
+"""Stuck runs: a running run whose worker stopped sending heartbeats is re-queued (a new
+attempt, continued from its checkpoint by any worker) while it has automatic resumes left,
+then marked failed with a reason; it is never left `running`, and resume continues it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from django.utils import timezone
 from tasks.progress import RunRecorder, heartbeat
 from tests.web.helpers import make_run
 from webapp.runs.models import SearchRun, Stage, Status
-from webapp.runs.watchdog import reap_stuck_runs, stuck_message
+from webapp.runs.watchdog import Reaped, reap_stuck_runs, stuck_message
 
 pytestmark = pytest.mark.django_db
 
@@ -26,10 +27,43 @@ def running(owner, seconds_ago: float, **fields) -> SearchRun:
     )
 
 
+def test_a_run_without_heartbeats_is_requeued_as_a_new_attempt(
+    api, alice, settings, django_capture_on_commit_callbacks
+):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 600
+    settings.PONAS_AUTO_RESUMES = 2
+    stuck = running(alice, 601, worker="w1@gone", queue="default")
+    with django_capture_on_commit_callbacks() as callbacks:
+        body = api.get(f"/api/runs/{stuck.pk}/").json()
+    assert body["status"] == "queued"
+    assert body["auto_resumes"] == 1
+    assert body["error"] == "" and body["finished"] is None and body["worker"] == ""
+    assert SearchRun.objects.get(pk=stuck.pk).attempt == 2  # the lost attempt's tasks stop
+    assert len(callbacks) == 1  # run_search (attempt 2) is sent once this commits...
+    (send,) = callbacks
+    assert send.args == ((stuck.pk, 2),) and send.keywords == {"queue": "default"}  # ...there
+
+    # the second loss is re-queued too; the third one has no automatic resume left
+    SearchRun.objects.filter(pk=stuck.pk).update(status=Status.RUNNING)
+    assert reap_stuck_runs() == Reaped(requeued=[stuck.pk])
+    SearchRun.objects.filter(pk=stuck.pk).update(status=Status.RUNNING)
+    assert reap_stuck_runs() == Reaped(failed=[stuck.pk])
+    run = SearchRun.objects.get(pk=stuck.pk)
+    assert (run.status, run.attempt, run.auto_resumes) == (Status.FAILED, 3, 2)
+    assert run.error == stuck_message(stuck.heartbeat, 2)
+    assert "(it had been re-queued automatically 2 times before)" in run.error
+
+    # a manual resume gives it its automatic resumes back
+    assert api.post(f"/api/runs/{stuck.pk}/resume/").status_code == 202
+    run.refresh_from_db()
+    assert (run.status, run.attempt, run.auto_resumes) == (Status.QUEUED, 4, 0)
+
+
 def test_a_run_without_heartbeats_is_failed_with_a_reason_and_resumes(
     api, alice, settings, django_capture_on_commit_callbacks
 ):
     settings.PONAS_HEARTBEAT_TIMEOUT = 600
+    settings.PONAS_AUTO_RESUMES = 0
     stuck = running(alice, 601)
     beat = stuck.heartbeat
     body = api.get(f"/api/runs/{stuck.pk}/").json()
@@ -52,6 +86,7 @@ def test_a_run_without_heartbeats_is_failed_with_a_reason_and_resumes(
 
 def test_live_queued_and_finished_runs_are_left_alone(api, alice, bob, settings):
     settings.PONAS_HEARTBEAT_TIMEOUT = 600
+    settings.PONAS_AUTO_RESUMES = 0
     live = running(alice, 30)
     queued = make_run(alice, Status.QUEUED)
     done = make_run(alice, Status.SUCCEEDED, heartbeat=timezone.now() - timedelta(days=1))
@@ -67,39 +102,52 @@ def test_live_queued_and_finished_runs_are_left_alone(api, alice, bob, settings)
 
 def test_the_timeout_is_a_setting(alice, settings):
     run = running(alice, 120)
+    settings.PONAS_AUTO_RESUMES = 0
     settings.PONAS_HEARTBEAT_TIMEOUT = 600
-    assert reap_stuck_runs() == []
+    assert reap_stuck_runs() == Reaped()
     settings.PONAS_HEARTBEAT_TIMEOUT = 60
-    assert reap_stuck_runs() == [run.pk]
+    assert reap_stuck_runs() == Reaped(failed=[run.pk])
 
 
 def test_a_running_run_that_never_beat_is_judged_by_its_start(alice, settings):
     settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    settings.PONAS_AUTO_RESUMES = 0
     run = running(alice, 120)
     SearchRun.objects.filter(pk=run.pk).update(heartbeat=None)
-    assert reap_stuck_runs() == [run.pk]
+    assert reap_stuck_runs() == Reaped(failed=[run.pk])
     assert "the worker stopped sending heartbeats at" in SearchRun.objects.get(pk=run.pk).error
 
 
 def test_management_command_reaps(alice, settings, capsys):
     settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    settings.PONAS_AUTO_RESUMES = 1
     run = running(alice, 120)
     call_command("reap_stuck_runs")
-    assert (
-        capsys.readouterr().out.strip() == f"marked failed (no heartbeat for 60 s): runs {run.pk}"
+    assert capsys.readouterr().out.strip() == f"re-queued (no heartbeat for 60 s): runs {run.pk}"
+    assert SearchRun.objects.get(pk=run.pk).status == Status.QUEUED
+    SearchRun.objects.filter(pk=run.pk).update(status=Status.RUNNING)
+    call_command("reap_stuck_runs")
+    assert capsys.readouterr().out.strip() == (
+        f"marked failed (no heartbeat for 60 s, no automatic resumes left): runs {run.pk}"
     )
     assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
     call_command("reap_stuck_runs")
     assert capsys.readouterr().out.strip() == "no stuck runs (heartbeat timeout 60 s)"
 
 
-def test_the_run_page_reaps_too(alice, settings):
+def test_the_run_page_reaps_too_and_says_so(alice, settings):
     settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    settings.PONAS_AUTO_RESUMES = 1
     run = running(alice, 120)
     client = Client()
     client.force_login(alice)
-    assert client.get(f"/runs/{run.pk}/").status_code == 200
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert SearchRun.objects.get(pk=run.pk).status == Status.QUEUED
+    assert "put back in the queue automatically once" in page
+    SearchRun.objects.filter(pk=run.pk).update(status=Status.RUNNING)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
     assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
+    assert "re-queued automatically once before" in page
 
 
 @pytest.mark.django_db(transaction=True)  # the heartbeat thread has its own connection
@@ -116,10 +164,15 @@ def test_heartbeats_are_written_during_long_work_without_steps(alice, settings):
     assert timezone.now() - seen[-1] < timedelta(seconds=5)
 
 
-def test_a_worker_whose_run_was_reaped_stops_at_its_next_step(alice, settings):
+@pytest.mark.parametrize("auto_resumes", [0, 1])
+def test_a_worker_whose_run_was_reaped_stops_at_its_next_step(alice, settings, auto_resumes):
+    # failed, or re-queued as a new attempt: either way the old attempt's work stops
     settings.PONAS_POLL_SECONDS = 0
     settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    settings.PONAS_AUTO_RESUMES = auto_resumes
     run = running(alice, 120)
     recorder = RunRecorder(run, "w1@test")
-    reap_stuck_runs()
+    assert not recorder.should_stop()  # (its own poll writes a heartbeat: make it stale again)
+    SearchRun.objects.filter(pk=run.pk).update(heartbeat=run.heartbeat)
+    assert reap_stuck_runs()
     assert recorder.should_stop()

@@ -1,6 +1,8 @@
-"""A worker SIGKILLed mid-run (stage 1, then stage 2): the watchdog marks the run failed once
-its heartbeats stop, resume on a new worker continues from the last checkpoint, and the table
-is the one an uninterrupted search with the same seed gives; no duplicate rows."""
+"""A worker SIGKILLed mid-run, in stage 1 and again in stage 2: a new worker picks the run up
+on its own (its watchdog re-queues the run once the heartbeats stop) and continues from the
+last checkpoint; once the automatic resumes are used up the run is marked failed with the
+reason, and a manual resume finishes it. The table equals an uninterrupted search's with the
+same seed; no duplicate rows, no lost metrics."""
 
 from __future__ import annotations
 
@@ -30,15 +32,21 @@ def kill(pool) -> None:
         proc.wait()
 
 
-def wait_until(api, url, pool, done, timeout=120) -> dict:
+def wait_until(pool, run_id, done, timeout=120) -> SearchRun:
+    """Poll the database (not the API: listing or opening a run would reap it here, and this
+    test wants to see the workers do it)."""
     deadline = time.monotonic() + timeout
-    while not done(body := api.get(url).json()):
-        assert time.monotonic() < deadline, f"{body}\n{pool.output()}"
+    while not done(run := SearchRun.objects.get(pk=run_id)):
+        assert time.monotonic() < deadline, (
+            f"run {run_id}: {run.status} {run.stage} layer {run.current_layer} "
+            f"attempt {run.attempt}\n{pool.output()}"
+        )
+        pool.check_alive()
         time.sleep(0.1)
-    return body
+    return run
 
 
-def test_a_killed_worker_leaves_a_failed_run_that_resumes_to_the_same_table(
+def test_a_killed_workers_run_is_picked_up_by_a_new_worker_and_ends_with_the_same_table(
     django_user_model,
     workers,  # noqa: F811
     settings,
@@ -47,38 +55,53 @@ def test_a_killed_worker_leaves_a_failed_run_that_resumes_to_the_same_table(
 ):
     from ponas.search import run_search
 
+    # (the workers read these from the environment, the test's own API from settings)
+    for name, value in {
+        "PONAS_HEARTBEAT_TIMEOUT": "3",
+        "PONAS_HEARTBEAT_SECONDS": "0.5",
+        "PONAS_WATCHDOG_SECONDS": "0.5",
+        "PONAS_AUTO_RESUMES": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
     settings.PONAS_HEARTBEAT_TIMEOUT = 3
-    monkeypatch.setenv("PONAS_HEARTBEAT_SECONDS", "0.5")
+    settings.PONAS_AUTO_RESUMES = 1
     config = {**TINY, "epochs": EPOCHS}
     api = token_client(django_user_model)
     run_id = api.post("/api/runs/", {"preset": "digits", "config": config}, format="json").json()[
         "id"
     ]
     url = f"/api/runs/{run_id}/"
-    run = SearchRun.objects.get(pk=run_id)
+    checkpoint = SearchRun.objects.get(pk=run_id).out_dir / "checkpoints" / "stage1.pt"
 
     # stage 1: killed once its first epoch is saved
     pool = workers(1)
-    checkpoint = run.out_dir / "checkpoints" / "stage1.pt"
-    wait_until(api, url, pool, lambda b: checkpoint.exists() or b["status"] != "queued")
-    wait_until(api, url, pool, lambda b: checkpoint.exists())
+    wait_until(pool, run_id, lambda r: checkpoint.exists())
     kill(pool)
-    body = wait_until(api, url, pool, lambda b: b["status"] != "running", timeout=30)
-    assert body["status"] == "failed" and body["stage"] == "stage1", body
-    assert body["error"].startswith("the worker stopped sending heartbeats at ")
+    run = SearchRun.objects.get(pk=run_id)
+    assert (run.status, run.stage, run.attempt) == ("running", "stage1", 1)
 
-    # stage 2: a new worker resumes; killed once two layers are done
-    pool = workers(1)  # (a new pool purges the queue: start it before resuming)
-    assert api.post(f"{url}resume/").status_code == 202
-    wait_until(api, url, pool, lambda b: b["current_layer"] >= 2)
+    # a new worker, and nothing else: it finds the lost run and carries on into stage 2
+    pool = workers(1)
+    run = wait_until(pool, run_id, lambda r: r.current_layer >= 2)
+    assert (run.status, run.attempt, run.auto_resumes) == ("running", 2, 1), run
     kill(pool)
-    body = wait_until(api, url, pool, lambda b: b["status"] != "running", timeout=30)
+
+    # killed again, with no automatic resume left: marked failed with the reason
+    body = api.get(url).json()
+    deadline = time.monotonic() + 30
+    while body["status"] == "running":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.2)
+        body = api.get(url).json()
     assert body["status"] == "failed" and body["stage"] == "stage2", body
+    assert body["error"].startswith("the worker stopped sending heartbeats at ")
+    assert "re-queued automatically once before" in body["error"]
 
     pool = workers(1)  # (a new pool purges the queue: start it before resuming)
     assert api.post(f"{url}resume/").status_code == 202
     body = wait_for(api, url, pool)
     assert body["status"] == "succeeded", f"{body}\n{pool.output()}"
+    assert body["auto_resumes"] == 0  # a manual resume starts the count again
     assert TableEntry.objects.filter(run_id=run_id).count() == 39  # none twice
     epochs = MetricPoint.objects.filter(run_id=run_id, kind=MetricPoint.Kind.EPOCH)
     assert sorted(epochs.values_list("step", flat=True)) == list(range(1, EPOCHS + 1))

@@ -80,7 +80,7 @@ class RunViewSet(
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return SearchRun.objects.none()
         if self.action in ("list", "retrieve"):
-            reap_stuck_runs()  # a run whose worker vanished is shown failed, never stuck
+            reap_stuck_runs()  # a run whose worker vanished is re-queued or failed, never stuck
         return SearchRun.objects.filter(owner=self.request.user)
 
     def get_serializer_class(self):
@@ -134,6 +134,7 @@ class RunViewSet(
                 cancel_requested=False,
                 finished=None,
                 attempt=run.attempt + 1,
+                auto_resumes=0,
             )
             run.refresh_from_db()
             if not updated:

@@ -68,6 +68,10 @@ class SearchRun(models.Model):
     cancel_requested = models.BooleanField(default=False)
     # Bumped by every resume: tasks of an earlier attempt still in a queue do nothing.
     attempt = models.PositiveIntegerField(default=1)
+    auto_resumes = models.PositiveIntegerField(
+        default=0,
+        help_text="times the watchdog re-queued the run after its worker vanished (since it was created or last resumed by hand)",
+    )
     current_layer = models.PositiveIntegerField(default=0, help_text="stage-2 layer being scored")
     # Layers whose closing has been claimed by their last finished candidate (one claim each).
     closed_layers = models.PositiveIntegerField(default=0)

@@ -79,6 +79,7 @@ class SearchRunSerializer(serializers.ModelSerializer):
             "worker",
             "heartbeat",
             "cancel_requested",
+            "auto_resumes",
         ]
         read_only_fields = [f for f in fields if f not in ("name", "preset", "config", "queue")]
         extra_kwargs = {"name": {"required": False}}

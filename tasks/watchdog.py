@@ -1,0 +1,44 @@
+"""Every worker watches for runs whose worker vanished: once when it is ready (so a worker
+started after a crash picks the lost run up at once) and then every
+``PONAS_WATCHDOG_SECONDS``. The logic lives in :mod:`webapp.runs.watchdog`; a re-queued run
+goes to whichever worker takes its ``run_search``, and it continues from its checkpoint."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from celery.signals import worker_ready, worker_shutting_down
+from django.conf import settings
+from django.db import connection
+
+from tasks.progress import log
+from webapp.runs.watchdog import reap_stuck_runs
+
+_stop = threading.Event()
+
+
+def _watch() -> None:
+    while True:
+        try:
+            reaped = reap_stuck_runs()
+            if reaped:
+                log.warning(
+                    "watchdog: re-queued runs %s, failed runs %s", reaped.requeued, reaped.failed
+                )
+        except Exception:  # the database may be away for a while; look again later
+            log.exception("watchdog: could not look for stuck runs")
+        finally:
+            connection.close()  # this thread's own connection; none kept between looks
+        if _stop.wait(settings.PONAS_WATCHDOG_SECONDS):
+            return
+
+
+@worker_ready.connect
+def start_watchdog(**_: Any) -> None:
+    threading.Thread(target=_watch, name="ponas-watchdog", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def stop_watchdog(**_: Any) -> None:
+    _stop.set()
