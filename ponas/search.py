@@ -16,6 +16,7 @@ draw is seeded from ``(seed, stage, epoch or layer, candidate)`` rather than fro
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import random
@@ -741,6 +742,8 @@ def finetune_and_score(
         optimizer.step()
         if progress:
             progress()
+    if ctx.cfg.reuse_prefix_features:
+        return _score_reusing_candidate_outputs(ctx, supernet, plan, candidate, features)
     accuracies = []
     for suffix in plan.eval_suffixes:
         path = [candidate, *suffix]
@@ -760,6 +763,44 @@ def finetune_and_score(
                 ctx.device,
                 topk=(1,),
             )
+        accuracies.append(result["top1"])
+    return sum(accuracies) / len(accuracies)
+
+
+@torch.no_grad()
+def _score_reusing_candidate_outputs(
+    ctx: Context, supernet: Supernet, plan: LayerPlan, candidate: str, features: PrefixFeatures
+) -> float:
+    """The evaluation part of :func:`finetune_and_score`, with the candidate run once.
+
+    After the fine-tune, the candidate is frozen like the prefix, and its BatchNorm statistics
+    depend only on what is upstream, not on the suffix: so it is recalibrated once and its
+    outputs (train mode on the recalibration batches, eval mode on the validation batches)
+    are shared by every evaluation suffix. Each suffix then recalibrates only its own blocks
+    and the head. The result is the same, bit for bit, as running whole paths.
+    """
+    layer = plan.layer
+    block = supernet.layers[layer][candidate]
+    bn_out: list[tuple[torch.Tensor, None]] = []
+    recalibrate_bn(
+        block, list(features.get("bn")), forward=lambda f: bn_out.append((block(f), None))
+    )
+    block.eval()
+    with ctx.autocast():
+        val_out = [(block(f), y) for f, y in features.get("val")]
+    accuracies = []
+    for suffix in plan.eval_suffixes:
+        modules = nn.ModuleList(
+            [supernet.layers[layer + 1 + i][c] for i, c in enumerate(suffix)] + [supernet.head]
+        )
+
+        def forward(f: torch.Tensor, suffix: list[str] = suffix) -> torch.Tensor:
+            return supernet.forward_layers(f, suffix, layer + 1)
+
+        recalibrate_bn(modules, bn_out, forward=forward)
+        modules.eval()
+        with ctx.autocast():
+            result = evaluate(forward, val_out, ctx.device, topk=(1,))
         accuracies.append(result["top1"])
     return sum(accuracies) / len(accuracies)
 
@@ -789,20 +830,32 @@ def search_layer(
     candidates = space.allowed_candidates(layer)
     # Everything a candidate's fine-tune may touch, snapshotted once: each candidate starts
     # from these weights; the best candidate's result is carried on.
-    touched = [*supernet.layers[layer:], supernet.head]
-    start = _snapshot(touched)
+    # (one flat list of tensors, copied in place: a state_dict round trip per candidate costs
+    # more than a short fine-tune on the deep layers)
+    touched = _tensors([*supernet.layers[layer:], supernet.head])
+    start = [t.detach().clone() for t in touched]
     row: list[float | None] = [None] * len(space.candidates)
     best_state = None
     for cand in candidates:
-        _restore(touched, start)
+        _copy(touched, start)
         acc = finetune_and_score(ctx, supernet, plan, cand, features)
         row[space.candidates.index(cand)] = acc
         ctx.callback.candidate_done(layer, cand, acc)
         if choose_best(space, layer, row) == cand:
-            best_state = _snapshot(touched)
+            best_state = [t.detach().clone() for t in touched]
     assert best_state is not None
-    _restore(touched, best_state)
+    _copy(touched, best_state)
     return row, choose_best(space, layer, row)
+
+
+def _tensors(modules: Sequence[nn.Module]) -> list[torch.Tensor]:
+    """Every parameter and buffer of ``modules``, in a fixed order."""
+    return [t for m in modules for t in itertools.chain(m.parameters(), m.buffers())]
+
+
+@torch.no_grad()
+def _copy(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    torch._foreach_copy_(dst, src)
 
 
 def choose_best(space: SearchSpace, layer: int, row: Sequence[float | None]) -> str:

@@ -14,10 +14,14 @@ from ponas.search import (
     finalize,
     finish_layer,
     load_checkpoint,
+    make_context,
     resolve,
     run_search,
     run_stage1,
+    search_layer,
 )
+from ponas.space import SearchSpace
+from ponas.supernet import Supernet
 from ponas.table import AccuracyTable
 from tests.conftest import TINY, Recorder
 
@@ -76,6 +80,25 @@ def test_fanned_out_candidates_reproduce_the_sequential_row(tiny_search, tmp_pat
     assert finish_layer(tmp_path, 0, results) == table.path[0]
     with pytest.raises(ValueError, match="finished 1 of 6 layers"):
         finalize(tmp_path)
+
+
+def test_reusing_features_gives_the_same_rows_as_recomputing_whole_paths(tiny_search):
+    # reuse: prefix features shared by the candidates, a candidate's outputs shared by the
+    # evaluation suffixes; off: every path run whole. Same draws, so the same rows, exactly.
+    out, _, _ = tiny_search
+    ckpt = load_checkpoint(out / "checkpoints" / "stage1.pt")
+    ctx = make_context(SearchSpace.from_dict(ckpt["space"]), ckpt["config"], out / "x")
+    supernet = ctx.prepare(Supernet(ctx.space))
+    skip_layer = next(i for i in range(6) if ctx.space.allowed(i, "skip"))
+    for layer in (0, skip_layer):
+        prefix = [ctx.space.allowed_candidates(i)[0] for i in range(layer)]
+        rows = []
+        for reuse in (True, False):
+            supernet.load_state_dict(ckpt["model"])
+            ctx.cfg.reuse_prefix_features = reuse
+            rows.append(search_layer(ctx, supernet, layer, prefix))
+        assert rows[0] == rows[1]
+        assert len({a for a in rows[0][0] if a is not None}) > 1
 
 
 def test_invalid_settings_are_named():
