@@ -8,12 +8,13 @@ from typing import Any
 
 from celery import shared_task
 from celery.exceptions import Reject
+from django.db import transaction
 from django.utils import timezone
 
 from ponas.deploy import specialize
 from ponas.export import export_all
 from ponas.search import Cancelled
-from tasks.progress import StopOnShutdown, error_message, log
+from tasks.progress import StopOnShutdown, error_message, heartbeat, log
 from webapp.runs.models import Artifact, Deployment, Status
 
 
@@ -40,40 +41,48 @@ def build_deployment(self, deployment_id: int) -> None:
         status=Status.RUNNING, started=timezone.now(), worker=self.request.hostname or ""
     )
     try:
-        run = deployment.run
-        supernet = run.artifacts.get(kind=Artifact.Kind.SUPERNET)
-        model, metrics = specialize(
-            supernet.file.path,
-            deployment.choices,
-            overrides=run.config,  # the run's dataset, input size, batch size, seed ...
-            finetune_epochs=deployment.finetune_epochs,
-            callback=StopOnShutdown(),
-        )
-        files = export_all(
-            model,
-            deployment.out_dir,
-            formats=tuple(deployment.formats),
-            metrics=metrics,
-            cost=deployment.cost,
-            predicted_score=deployment.predicted_score,
-            budgets=deployment.budgets,
-        )
-        for kind, path in files.items():  # the formats asked for, and model_card
-            Artifact.record(path, kind, deployment=deployment)
+        with heartbeat(Deployment.objects.filter(pk=deployment_id)):
+            files, metrics = _build(deployment)
     except Cancelled:
         raise Reject("worker shutting down", requeue=True) from None
     except Exception as exc:
         log.exception("deployment %s failed", deployment_id)
-        Deployment.objects.filter(pk=deployment_id).update(
+        Deployment.objects.filter(pk=deployment_id, status=Status.RUNNING).update(
             status=Status.FAILED,
             error=f"building the network failed: {error_message(exc)}",
             finished=timezone.now(),
         )
         return
-    metrics = _plain(metrics)
-    Deployment.objects.filter(pk=deployment_id).update(
-        status=Status.SUCCEEDED,
-        metrics=metrics,
-        measured_accuracy=metrics.get("top1", metrics.get("accuracy")),
-        finished=timezone.now(),
+    with transaction.atomic():
+        for kind, path in files.items():  # the formats asked for, and model_card
+            Artifact.record(path, kind, deployment=deployment)
+        metrics = _plain(metrics)
+        Deployment.objects.filter(pk=deployment_id).update(
+            status=Status.SUCCEEDED,
+            metrics=metrics,
+            measured_accuracy=metrics.get("top1", metrics.get("accuracy")),
+            finished=timezone.now(),
+        )
+
+
+def _build(deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The network with inherited weights (fine-tuned if asked), evaluated and exported."""
+    run = deployment.run
+    supernet = run.artifacts.get(kind=Artifact.Kind.SUPERNET)
+    model, metrics = specialize(
+        supernet.file.path,
+        deployment.choices,
+        overrides=run.config,  # the run's dataset, input size, batch size, seed ...
+        finetune_epochs=deployment.finetune_epochs,
+        callback=StopOnShutdown(),
     )
+    files = export_all(
+        model,
+        deployment.out_dir,
+        formats=tuple(deployment.formats),
+        metrics=metrics,
+        cost=deployment.cost,
+        predicted_score=deployment.predicted_score,
+        budgets=deployment.budgets,
+    )
+    return files, metrics

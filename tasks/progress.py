@@ -13,6 +13,7 @@ from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import connection
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ponas.search import Cancelled, SearchCallback
@@ -111,25 +112,26 @@ def mark(run_id: int, attempt: int, status: str, error: str = "") -> bool:
 
 
 @contextmanager
-def heartbeat(run_id: int, attempt: int) -> Iterator[None]:
-    """While the block runs, a thread writes the run's heartbeat every
-    ``PONAS_HEARTBEAT_SECONDS``: long work without step callbacks (evaluation, BN
-    recalibration, checkpoint writes) never looks like a vanished worker to the watchdog."""
-    runs = SearchRun.objects.filter(pk=run_id, attempt=attempt, status=Status.RUNNING)
-    runs.update(heartbeat=timezone.now())
+def heartbeat(work: QuerySet) -> Iterator[None]:
+    """While the block runs, a thread writes the ``heartbeat`` of ``work`` (a run of this
+    attempt, a deployment; still running) every ``PONAS_HEARTBEAT_SECONDS``: long work without
+    step callbacks (evaluation, BN recalibration, checkpoint writes, exports) never looks like
+    a vanished worker to the watchdog."""
+    work = work.filter(status=Status.RUNNING)
+    work.update(heartbeat=timezone.now())
     stop = threading.Event()
 
     def beat() -> None:
         try:
             while not stop.wait(settings.PONAS_HEARTBEAT_SECONDS):
                 try:
-                    runs.update(heartbeat=timezone.now())
+                    work.update(heartbeat=timezone.now())
                 except Exception:  # a database hiccup must not kill the work
-                    log.exception("run %s: heartbeat not written", run_id)
+                    log.exception("%s: heartbeat not written", work.model._meta.verbose_name)
         finally:
             connection.close()  # this thread's own connection
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-run-{run_id}", daemon=True)
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
     thread.start()
     try:
         yield
@@ -146,7 +148,7 @@ def guarded(run: SearchRun, what: str, fn: Callable[[], T]) -> tuple[bool, T | N
     ``error`` and the traceback in the worker's log.
     """
     try:
-        with heartbeat(run.pk, run.attempt):
+        with heartbeat(SearchRun.objects.filter(pk=run.pk, attempt=run.attempt)):
             return True, fn()
     except Cancelled:
         if _shutting_down:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from tasks.progress import log
-from webapp.runs.watchdog import reap_stuck_runs
+from webapp.runs.watchdog import reap_all
 
 _stop = threading.Event()
 
@@ -21,11 +21,11 @@ _stop = threading.Event()
 def _watch() -> None:
     while True:
         try:
-            reaped = reap_stuck_runs()
-            if reaped:
-                log.warning(
-                    "watchdog: re-queued runs %s, failed runs %s", reaped.requeued, reaped.failed
-                )
+            for what, reaped in zip(("runs", "deployments"), reap_all(), strict=True):
+                if reaped:
+                    log.warning(
+                        "watchdog: %s re-queued %s, failed %s", what, reaped.requeued, reaped.failed
+                    )
         except Exception:  # the database may be away for a while; look again later
             log.exception("watchdog: could not look for stuck runs")
         finally:

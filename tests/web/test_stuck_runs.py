@@ -13,9 +13,9 @@ from django.test import Client
 from django.utils import timezone
 
 from tasks.progress import RunRecorder, heartbeat
-from tests.web.helpers import make_run
-from webapp.runs.models import SearchRun, Stage, Status
-from webapp.runs.watchdog import Reaped, reap_stuck_runs, stuck_message
+from tests.web.helpers import make_finished_run, make_run
+from webapp.runs.models import Deployment, SearchRun, Stage, Status
+from webapp.runs.watchdog import Reaped, reap_stuck_deployments, reap_stuck_runs, stuck_message
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +132,7 @@ def test_management_command_reaps(alice, settings, capsys):
     )
     assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
     call_command("reap_stuck_runs")
-    assert capsys.readouterr().out.strip() == "no stuck runs (heartbeat timeout 60 s)"
+    assert capsys.readouterr().out.strip() == "nothing stuck (heartbeat timeout 60 s)"
 
 
 def test_the_run_page_reaps_too_and_says_so(alice, settings):
@@ -155,7 +155,7 @@ def test_heartbeats_are_written_during_long_work_without_steps(alice, settings):
     settings.PONAS_HEARTBEAT_SECONDS = 0.05
     run = running(alice, 3600)
     seen = []
-    with heartbeat(run.pk, run.attempt):
+    with heartbeat(SearchRun.objects.filter(pk=run.pk, attempt=run.attempt)):
         for _ in range(4):
             time.sleep(0.2)  # e.g. a long evaluation: no step callbacks
             seen.append(SearchRun.objects.get(pk=run.pk).heartbeat)
@@ -176,3 +176,40 @@ def test_a_worker_whose_run_was_reaped_stops_at_its_next_step(alice, settings, a
     SearchRun.objects.filter(pk=run.pk).update(heartbeat=run.heartbeat)
     assert reap_stuck_runs()
     assert recorder.should_stop()
+
+
+def test_a_deployment_build_without_heartbeats_is_requeued_then_failed(
+    api, alice, settings, django_capture_on_commit_callbacks
+):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    settings.PONAS_AUTO_RESUMES = 1
+    run = make_finished_run(alice)
+    beat = timezone.now() - timedelta(seconds=120)
+    build = Deployment.objects.create(
+        run=run, status=Status.RUNNING, started=beat, heartbeat=beat, worker="w1@gone"
+    )
+    with django_capture_on_commit_callbacks() as callbacks:
+        body = api.get(f"/api/deployments/{build.pk}/").json()
+    assert (body["status"], body["auto_resumes"], body["worker"]) == ("queued", 1, "")
+    (send,) = callbacks  # build_deployment, on the run's queue, once this commits
+    assert send.args == ((build.pk,),) and send.keywords == {"queue": run.queue}
+
+    Deployment.objects.filter(pk=build.pk).update(status=Status.RUNNING)
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/deployments/{build.pk}/").content.decode()
+    build.refresh_from_db()
+    assert build.status == Status.FAILED
+    assert build.error == stuck_message(beat, 1, "deploy again to build it")
+    assert "re-queued automatically once before" in page
+
+
+def test_live_deployment_builds_are_left_alone(alice, settings):
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    run = make_finished_run(alice)
+    now = timezone.now()
+    live = Deployment.objects.create(run=run, status=Status.RUNNING, started=now, heartbeat=now)
+    queued = Deployment.objects.create(run=run)
+    assert reap_stuck_deployments() == Reaped()
+    assert Deployment.objects.get(pk=live.pk).status == Status.RUNNING
+    assert Deployment.objects.get(pk=queued.pk).status == Status.QUEUED

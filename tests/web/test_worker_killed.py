@@ -2,24 +2,27 @@
 on its own (its watchdog re-queues the run once the heartbeats stop) and continues from the
 last checkpoint; once the automatic resumes are used up the run is marked failed with the
 reason, and a manual resume finishes it. The table equals an uninterrupted search's with the
-same seed; no duplicate rows, no lost metrics."""
+same seed; no duplicate rows, no lost metrics. A deployment build whose worker is killed is
+built by the next worker."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 
 import pytest
 
 from ponas.table import AccuracyTable
+from tests.web.helpers import make_finished_run
 from tests.web.test_api_workers import (  # noqa: F401 (workers is a fixture)
     TINY,
     token_client,
     wait_for,
     workers,
 )
-from webapp.runs.models import MetricPoint, SearchRun, TableEntry
+from webapp.runs.models import Artifact, Deployment, MetricPoint, SearchRun, TableEntry
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -46,6 +49,19 @@ def wait_until(pool, run_id, done, timeout=120) -> SearchRun:
     return run
 
 
+def fast_watchdog(monkeypatch, settings, auto_resumes: int) -> None:
+    # (the workers read these from the environment, the test's own API from settings)
+    for name, value in {
+        "PONAS_HEARTBEAT_TIMEOUT": "3",
+        "PONAS_HEARTBEAT_SECONDS": "0.5",
+        "PONAS_WATCHDOG_SECONDS": "0.5",
+        "PONAS_AUTO_RESUMES": str(auto_resumes),
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings.PONAS_HEARTBEAT_TIMEOUT = 3
+    settings.PONAS_AUTO_RESUMES = auto_resumes
+
+
 def test_a_killed_workers_run_is_picked_up_by_a_new_worker_and_ends_with_the_same_table(
     django_user_model,
     workers,  # noqa: F811
@@ -55,16 +71,7 @@ def test_a_killed_workers_run_is_picked_up_by_a_new_worker_and_ends_with_the_sam
 ):
     from ponas.search import run_search
 
-    # (the workers read these from the environment, the test's own API from settings)
-    for name, value in {
-        "PONAS_HEARTBEAT_TIMEOUT": "3",
-        "PONAS_HEARTBEAT_SECONDS": "0.5",
-        "PONAS_WATCHDOG_SECONDS": "0.5",
-        "PONAS_AUTO_RESUMES": "1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    settings.PONAS_HEARTBEAT_TIMEOUT = 3
-    settings.PONAS_AUTO_RESUMES = 1
+    fast_watchdog(monkeypatch, settings, auto_resumes=1)
     config = {**TINY, "epochs": EPOCHS}
     api = token_client(django_user_model)
     run_id = api.post("/api/runs/", {"preset": "digits", "config": config}, format="json").json()[
@@ -117,3 +124,50 @@ def test_a_killed_workers_run_is_picked_up_by_a_new_worker_and_ends_with_the_sam
     served = AccuracyTable.from_dict(api.get(f"{url}table/").json())
     assert served.accuracy == expected.accuracy
     assert served.path == expected.path
+
+
+def test_a_deployment_build_whose_worker_is_killed_is_built_by_the_next_worker(
+    django_user_model,
+    workers,  # noqa: F811
+    settings,
+    monkeypatch,
+    tiny_search,
+):
+    fast_watchdog(monkeypatch, settings, auto_resumes=1)
+    api = token_client(django_user_model)
+    run = make_finished_run(django_user_model.objects.get(username="ada"))
+    run.config = TINY
+    run.save(update_fields=["config"])
+    run.out_dir.mkdir(parents=True)
+    shutil.copy(tiny_search[0] / "supernet.pt", run.out_dir / "supernet.pt")
+    Artifact.record(run.out_dir / "supernet.pt", Artifact.Kind.SUPERNET, run=run)
+    response = api.post(
+        "/api/deployments/",
+        {"run": run.pk, "max_macs": 2e6, "finetune_epochs": 20, "formats": ["pt"]},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    build_id = response.json()["id"]
+
+    pool = workers(1)
+    deadline = time.monotonic() + 60
+    while Deployment.objects.get(pk=build_id).status != "running":  # (fine-tuning: seconds)
+        assert time.monotonic() < deadline, pool.output()
+        time.sleep(0.05)
+    kill(pool)
+    assert Deployment.objects.get(pk=build_id).status == "running"
+
+    pool = workers(1)  # nothing else: its watchdog finds the lost build
+    deadline = time.monotonic() + 60
+    while Deployment.objects.get(pk=build_id).auto_resumes == 0:  # (the database, not the API)
+        assert time.monotonic() < deadline, pool.output()
+        pool.check_alive()
+        time.sleep(0.1)
+    body = wait_for(api, f"/api/deployments/{build_id}/", pool)
+    assert body["status"] == "succeeded", f"{body}\n{pool.output()}"
+    assert body["auto_resumes"] == 1
+    assert 0.0 <= body["measured_accuracy"] <= 1.0
+    assert set(Artifact.objects.filter(deployment_id=build_id).values_list("kind", flat=True)) == {
+        "pt",
+        "model_card",
+    }

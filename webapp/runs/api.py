@@ -21,7 +21,7 @@ from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
 from webapp.runs.models import FORMATS, Deployment, SearchRun, Status
 from webapp.runs.tables import accuracy_table
-from webapp.runs.watchdog import reap_stuck_runs
+from webapp.runs.watchdog import reap_stuck_deployments, reap_stuck_runs
 
 # ---- runs -----------------------------------------------------------------------------------
 
@@ -274,6 +274,8 @@ class DeploymentViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Deployment.objects.none()
+        if self.action in ("list", "retrieve"):
+            reap_stuck_deployments()  # a build whose worker vanished is re-queued or failed
         return Deployment.objects.filter(run__owner=self.request.user)
 
     def perform_create(self, serializer) -> None:

@@ -183,9 +183,14 @@ class Deployment(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    auto_resumes = models.PositiveIntegerField(
+        default=0, help_text="times the watchdog re-queued the build after its worker vanished"
+    )
 
     class Meta:
         ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["status"])]
 
     def __str__(self) -> str:
         return f"deployment {self.pk} of run {self.run_id} ({self.status})"

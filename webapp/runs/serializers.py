@@ -206,6 +206,9 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "created",
             "started",
             "finished",
+            "worker",
+            "heartbeat",
+            "auto_resumes",
             "downloads",
         ]
         # what a client sends; the rest is the build's result

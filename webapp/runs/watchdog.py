@@ -3,7 +3,8 @@
 in the queue and any worker continues it from its last checkpoint, up to
 ``PONAS_AUTO_RESUMES`` times (counted since the run was created or last resumed by hand);
 after that it is marked ``failed`` with the reason, and a manual resume continues it. It is
-never left ``running``.
+never left ``running``. A deployment build whose worker vanished is re-queued the same way
+(it starts over: builds are short); after that it is marked failed.
 
 Who looks: every worker, when it starts and then every ``PONAS_WATCHDOG_SECONDS``
 (``tasks.watchdog``); the API and the pages, when runs are listed or opened (one indexed
@@ -19,19 +20,22 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from webapp.runs.models import SearchRun, Status
+from webapp.runs.models import Deployment, SearchRun, Status
 
 log = logging.getLogger("webapp")
+
+# The last sign of life of running work: its heartbeat, else its start.
+LAST_SIGN = Coalesce(F("heartbeat"), F("started"), F("created"))
 
 
 @dataclass
 class Reaped:
-    """What one look did: runs put back in the queue, runs marked failed (ids)."""
+    """What one look did: ids put back in the queue, ids marked failed."""
 
     requeued: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
@@ -40,16 +44,29 @@ class Reaped:
         return bool(self.requeued or self.failed)
 
 
-def stuck_message(heartbeat: datetime, auto_resumes: int = 0) -> str:
+def stuck_message(
+    heartbeat: datetime,
+    auto_resumes: int = 0,
+    next_step: str = "resume to continue from the last checkpoint",
+) -> str:
     when = heartbeat.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     again = ""
     if auto_resumes:
         times = "once" if auto_resumes == 1 else f"{auto_resumes} times"
         again = f" (it had been re-queued automatically {times} before)"
+    return f"the worker stopped sending heartbeats at {when}{again}; {next_step}"
+
+
+def _stuck(queryset: models.QuerySet, cutoff: datetime) -> models.QuerySet:
     return (
-        f"the worker stopped sending heartbeats at {when}{again}; "
-        "resume to continue from the last checkpoint"
+        queryset.filter(status=Status.RUNNING)
+        .alias(last_sign=LAST_SIGN)
+        .filter(last_sign__lt=cutoff)
     )
+
+
+def _cutoff(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.PONAS_HEARTBEAT_TIMEOUT)
 
 
 def reap_stuck_runs(now: datetime | None = None) -> Reaped:
@@ -58,23 +75,14 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
     from tasks.search import run_search  # tasks import this module's models; import late
 
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.PONAS_HEARTBEAT_TIMEOUT)
-    last_sign = Coalesce(F("heartbeat"), F("started"), F("created"))
-    stuck = (
-        SearchRun.objects.filter(status=Status.RUNNING)
-        .alias(last_sign=last_sign)
-        .filter(last_sign__lt=cutoff)
-        .annotate(seen=last_sign)
-        .values_list("pk", "attempt", "auto_resumes", "queue", "seen")
-    )
+    cutoff = _cutoff(now)
     reaped = Reaped()
-    for pk, attempt, auto_resumes, queue, seen in stuck:
+    found = _stuck(SearchRun.objects, cutoff).annotate(seen=LAST_SIGN)
+    for pk, attempt, auto_resumes, queue, seen in found.values_list(
+        "pk", "attempt", "auto_resumes", "queue", "seen"
+    ):
         # conditional: a heartbeat that arrives meanwhile (or another watchdog) wins
-        still_stuck = (
-            SearchRun.objects.filter(pk=pk, attempt=attempt, status=Status.RUNNING)
-            .alias(last_sign=last_sign)
-            .filter(last_sign__lt=cutoff)
-        )
+        still_stuck = _stuck(SearchRun.objects.filter(pk=pk, attempt=attempt), cutoff)
         if auto_resumes < settings.PONAS_AUTO_RESUMES:
             with transaction.atomic():
                 if still_stuck.update(
@@ -86,13 +94,7 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
                     transaction.on_commit(
                         partial(run_search.apply_async, (pk, attempt + 1), queue=queue)
                     )
-                    log.warning(
-                        "run %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
-                        pk,
-                        seen,
-                        auto_resumes + 1,
-                        settings.PONAS_AUTO_RESUMES,
-                    )
+                    _log_requeued("run", pk, seen, auto_resumes)
                     reaped.requeued.append(pk)
         elif still_stuck.update(
             status=Status.FAILED, error=stuck_message(seen, auto_resumes), finished=now
@@ -100,3 +102,50 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
             log.warning("run %s: no heartbeat since %s; marked failed", pk, seen)
             reaped.failed.append(pk)
     return reaped
+
+
+def reap_stuck_deployments(now: datetime | None = None) -> Reaped:
+    """The same for deployment builds: re-queued builds start over."""
+    from tasks.deploy import build_deployment
+
+    now = now or timezone.now()
+    cutoff = _cutoff(now)
+    reaped = Reaped()
+    found = _stuck(Deployment.objects, cutoff).annotate(seen=LAST_SIGN)
+    for pk, auto_resumes, queue, seen in found.values_list(
+        "pk", "auto_resumes", "run__queue", "seen"
+    ):
+        still_stuck = _stuck(Deployment.objects.filter(pk=pk), cutoff)
+        if auto_resumes < settings.PONAS_AUTO_RESUMES:
+            with transaction.atomic():
+                if still_stuck.update(
+                    status=Status.QUEUED, auto_resumes=auto_resumes + 1, worker=""
+                ):
+                    transaction.on_commit(partial(build_deployment.apply_async, (pk,), queue=queue))
+                    _log_requeued("deployment", pk, seen, auto_resumes)
+                    reaped.requeued.append(pk)
+        elif still_stuck.update(
+            status=Status.FAILED,
+            error=stuck_message(seen, auto_resumes, "deploy again to build it"),
+            finished=now,
+        ):
+            log.warning("deployment %s: no heartbeat since %s; marked failed", pk, seen)
+            reaped.failed.append(pk)
+    return reaped
+
+
+def _log_requeued(what: str, pk: int, seen: datetime, auto_resumes: int) -> None:
+    log.warning(
+        "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
+        what,
+        pk,
+        seen,
+        auto_resumes + 1,
+        settings.PONAS_AUTO_RESUMES,
+    )
+
+
+def reap_all(now: datetime | None = None) -> tuple[Reaped, Reaped]:
+    """One look at both: ``(runs, deployments)``."""
+    now = now or timezone.now()
+    return reap_stuck_runs(now), reap_stuck_deployments(now)

@@ -1,14 +1,14 @@
-"""`manage.py reap_stuck_runs`: look once for running runs whose worker stopped sending
-heartbeats (for ``PONAS_HEARTBEAT_TIMEOUT`` seconds): re-queue them, or mark them failed once
-``PONAS_AUTO_RESUMES`` automatic resumes are used up. Workers do this on their own; the
-command is for when none is running (e.g. from cron)."""
+"""`manage.py reap_stuck_runs`: look once for running runs and deployment builds whose worker
+stopped sending heartbeats (for ``PONAS_HEARTBEAT_TIMEOUT`` seconds): re-queue them, or mark
+them failed once ``PONAS_AUTO_RESUMES`` automatic resumes are used up. Workers do this on
+their own; the command is for when none is running (e.g. from cron)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from webapp.runs.watchdog import reap_stuck_runs
+from webapp.runs.watchdog import reap_all
 
 
 def _ids(pks: list[int]) -> str:
@@ -17,21 +17,23 @@ def _ids(pks: list[int]) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Re-queue running runs without a recent worker heartbeat (or mark them failed once "
-        "their automatic resumes are used up)."
+        "Re-queue running runs and deployment builds without a recent worker heartbeat (or "
+        "mark them failed once their automatic resumes are used up)."
     )
 
     def handle(self, *args, **options) -> None:
-        reaped = reap_stuck_runs()
         timeout = settings.PONAS_HEARTBEAT_TIMEOUT
-        if reaped.requeued:
-            self.stdout.write(
-                f"re-queued (no heartbeat for {timeout:g} s): runs {_ids(reaped.requeued)}"
-            )
-        if reaped.failed:
-            self.stdout.write(
-                f"marked failed (no heartbeat for {timeout:g} s, no automatic resumes left): "
-                f"runs {_ids(reaped.failed)}"
-            )
-        if not reaped:
-            self.stdout.write(f"no stuck runs (heartbeat timeout {timeout:g} s)")
+        found = False
+        for what, reaped in zip(("runs", "deployments"), reap_all(), strict=True):
+            found = found or bool(reaped)
+            if reaped.requeued:
+                self.stdout.write(
+                    f"re-queued (no heartbeat for {timeout:g} s): {what} {_ids(reaped.requeued)}"
+                )
+            if reaped.failed:
+                self.stdout.write(
+                    f"marked failed (no heartbeat for {timeout:g} s, no automatic resumes left): "
+                    f"{what} {_ids(reaped.failed)}"
+                )
+        if not found:
+            self.stdout.write(f"nothing stuck (heartbeat timeout {timeout:g} s)")
