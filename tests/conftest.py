@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny digits search for every test that needs a table and a supernet."""
+"""Shared fixtures: one tiny digits search for every test that needs a table and a supernet;
+the two users of the service and page tests."""
 
 import os
 
@@ -64,3 +65,13 @@ def tiny_search(tmp_path_factory):
     cb = Recorder()
     table = run_search("digits", TINY, out, cb)
     return out, table, cb
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-password-1")

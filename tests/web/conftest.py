@@ -41,16 +41,6 @@ def _alive(pid: str) -> bool:
 
 
 @pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password="alice-password-1")
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="bob-password-1")
-
-
-@pytest.fixture
 def api(alice) -> APIClient:
     """Alice's API client (token authentication, as a script would use it)."""
     return client_for(alice)
