@@ -14,9 +14,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
 from ponas.deploy import Infeasible, pareto_frontier, solve
+from ponas.table import AccuracyTable
 from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
 from webapp.runs.models import FORMATS, Deployment, SearchRun, Status
@@ -46,12 +48,16 @@ def enqueue_search(run: SearchRun) -> None:
     transaction.on_commit(lambda: run_search.apply_async((run_id, attempt), queue=queue))
 
 
-def no_table(run: SearchRun) -> Response:
-    return error(
-        f"run {run.pk} has no accuracy table yet (status {run.status}); it is ready once the "
-        "run has succeeded",
-        status.HTTP_409_CONFLICT,
-    )
+class NoTable(APIException):
+    """409: the run has no accuracy table (yet)."""
+
+    status_code = status.HTTP_409_CONFLICT
+
+    def __init__(self, run: SearchRun) -> None:
+        super().__init__(
+            f"run {run.pk} has no accuracy table yet (status {run.status}); it is ready once "
+            "the run has succeeded"
+        )
 
 
 # A list answers 400 for a bad filter value and 404 for a page past the end.
@@ -101,6 +107,13 @@ class RunViewSet(
         run.delete()
         transaction.on_commit(lambda: shutil.rmtree(out_dir, ignore_errors=True))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def stored_table(self) -> tuple[SearchRun, AccuracyTable]:
+        """The run of the URL and its accuracy table; 404, or 409 if it has none (yet)."""
+        run = self.get_object()
+        if not run.has_table:
+            raise NoTable(run)
+        return run, accuracy_table(run)
 
     @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
     @action(detail=True, methods=["post"])
@@ -160,10 +173,7 @@ class RunViewSet(
         """The accuracy table (``ponas-table/1`` JSON, or CSV with ``?format=csv``)."""
         query = s.TableQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        run = self.get_object()
-        if not run.has_table:
-            return no_table(run)
-        table = accuracy_table(run)
+        run, table = self.stored_table()
         if query.validated_data["format"] == "csv":
             return HttpResponse(
                 table.to_csv(),
@@ -181,10 +191,7 @@ class RunViewSet(
         """The most accurate network within the budgets, from the stored table (no worker)."""
         query = s.BudgetQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        run = self.get_object()
-        if not run.has_table:
-            return no_table(run)
-        table = accuracy_table(run)
+        run, table = self.stored_table()
         budgets = query.budgets()
         try:
             selection = solve(table, budgets)
@@ -204,11 +211,8 @@ class RunViewSet(
         """Every network not beaten in both score and the chosen cost, cheapest first."""
         query = s.ParetoQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        run = self.get_object()
-        if not run.has_table:
-            return no_table(run)
+        run, table = self.stored_table()
         kind = query.validated_data["cost"]
-        table = accuracy_table(run)
         if kind not in table.cost:
             return Response(
                 {
