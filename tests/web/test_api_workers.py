@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from ponas.deploy import solve
 from ponas.table import AccuracyTable
-from tests.web.workers import Workers
+from tests.web.workers import Workers, sequential_table
 from webapp.runs.models import Artifact, SearchRun, TableEntry
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -143,7 +143,6 @@ def test_a_script_searches_deploys_and_evaluates_through_two_workers(
 def test_a_cancelled_search_resumes_from_its_checkpoint_to_the_same_table(
     django_user_model, workers, tmp_path
 ):
-    from ponas.search import run_search
 
     pool = workers(1)
     api = token_client(django_user_model)
@@ -171,16 +170,8 @@ def test_a_cancelled_search_resumes_from_its_checkpoint_to_the_same_table(
     # stage 1 ran once: its epochs were not replayed (one point per epoch)
     assert [m["step"] for m in body["metrics"] if m["kind"] == "epoch"] == [1, 2]
 
-    # the same table as one uninterrupted, sequential search with the same seed (and the
-    # workers' thread count: float sums depend on it)
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        expected = run_search("digits", TINY, tmp_path / "sequential")
-    finally:
-        torch.set_num_threads(threads)
+    # the same table as one uninterrupted, sequential search with the same seed
+    expected = sequential_table("digits", TINY, tmp_path / "sequential")
     served = AccuracyTable.from_dict(api.get(f"{url}table/").json())
     assert served.accuracy == expected.accuracy
     assert served.path == expected.path

@@ -22,6 +22,7 @@ from tests.web.test_api_workers import (  # noqa: F401 (workers is a fixture)
     wait_for,
     workers,
 )
+from tests.web.workers import sequential_table
 from webapp.runs.models import Artifact, Deployment, MetricPoint, SearchRun, TableEntry
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -69,8 +70,6 @@ def test_a_killed_workers_run_is_picked_up_by_a_new_worker_and_ends_with_the_sam
     monkeypatch,
     tmp_path,
 ):
-    from ponas.search import run_search
-
     fast_watchdog(monkeypatch, settings, auto_resumes=1)
     config = {**TINY, "epochs": EPOCHS}
     api = token_client(django_user_model)
@@ -113,14 +112,7 @@ def test_a_killed_workers_run_is_picked_up_by_a_new_worker_and_ends_with_the_sam
     epochs = MetricPoint.objects.filter(run_id=run_id, kind=MetricPoint.Kind.EPOCH)
     assert sorted(epochs.values_list("step", flat=True)) == list(range(1, EPOCHS + 1))
 
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the workers: float sums depend on it
-    try:
-        expected = run_search("digits", config, tmp_path / "sequential")
-    finally:
-        torch.set_num_threads(threads)
+    expected = sequential_table("digits", config, tmp_path / "sequential")
     served = AccuracyTable.from_dict(api.get(f"{url}table/").json())
     assert served.accuracy == expected.accuracy
     assert served.path == expected.path

@@ -71,3 +71,18 @@ class Workers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def sequential_table(preset: str, config: dict, out: Path):
+    """The table of one uninterrupted, in-process search with the same settings, computed
+    with one torch thread as the workers are (float sums depend on the thread count)."""
+    import torch
+
+    from ponas.search import run_search
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_search(preset, config, out)
+    finally:
+        torch.set_num_threads(threads)
