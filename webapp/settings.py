@@ -267,6 +267,8 @@ PONAS_AUTO_RESUMES = int(os.environ.get("PONAS_AUTO_RESUMES", 2))
 PONAS_WATCHDOG_SECONDS = float(
     os.environ.get("PONAS_WATCHDOG_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
 )
+# The API and the pages look too, at most this often per server process.
+PONAS_REQUEST_LOOK_SECONDS = float(os.environ.get("PONAS_REQUEST_LOOK_SECONDS", 5.0))
 
 LOGGING = {
     "version": 1,

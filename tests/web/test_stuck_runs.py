@@ -213,3 +213,18 @@ def test_live_deployment_builds_are_left_alone(alice, settings):
     assert reap_stuck_deployments() == Reaped()
     assert Deployment.objects.get(pk=live.pk).status == Status.RUNNING
     assert Deployment.objects.get(pk=queued.pk).status == Status.QUEUED
+
+
+def test_requests_look_at_most_once_per_interval(api, alice, settings, monkeypatch):
+    from webapp.runs import watchdog
+
+    settings.PONAS_HEARTBEAT_TIMEOUT = 60
+    settings.PONAS_AUTO_RESUMES = 0
+    settings.PONAS_REQUEST_LOOK_SECONDS = 3600
+    monkeypatch.setattr(watchdog, "_last_request_look", float("-inf"))
+    first = running(alice, 120)
+    assert api.get(f"/api/runs/{first.pk}/").json()["status"] == "failed"
+    second = running(alice, 120)
+    assert api.get(f"/api/runs/{second.pk}/").json()["status"] == "running"  # not looked yet
+    monkeypatch.setattr(watchdog, "_last_request_look", float("-inf"))  # (the interval is over)
+    assert api.get(f"/api/runs/{second.pk}/").json()["status"] == "failed"

@@ -32,7 +32,7 @@ from webapp.runs.serializers import (
     SearchRunSerializer,
 )
 from webapp.runs.tables import accuracy_table
-from webapp.runs.watchdog import reap_all, reap_stuck_deployments, reap_stuck_runs
+from webapp.runs.watchdog import look_on_request
 
 PAGE_SIZE = 20
 
@@ -43,7 +43,7 @@ def _page(request, queryset):
 
 @login_required
 def runs_list(request):
-    reap_stuck_runs()
+    look_on_request()
     runs = SearchRun.objects.filter(owner=request.user)
     counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
     status = request.GET.get("status", "")
@@ -170,7 +170,7 @@ def _stage2_rows(run: SearchRun) -> list[dict[str, Any]]:
 
 @login_required
 def run_detail(request, pk: int):
-    reap_all()  # the page shows the run and its deployments
+    look_on_request()
     run = get_object_or_404(SearchRun, pk=pk, owner=request.user)
     stage2 = _stage2_rows(run)
     deployments = run.deployments.all()[:50]
@@ -192,7 +192,7 @@ def run_detail(request, pk: int):
 
 @login_required
 def deployments_list(request):
-    reap_stuck_deployments()
+    look_on_request()
     deployments = Deployment.objects.filter(run__owner=request.user).select_related("run")
     return render(request, "pages/deployments_list.html", {"page": _page(request, deployments)})
 
@@ -225,7 +225,7 @@ def _architecture(deployment: Deployment) -> list[dict[str, Any]]:
 
 @login_required
 def deployment_detail(request, pk: int):
-    reap_stuck_deployments()
+    look_on_request()
     deployment = get_object_or_404(
         Deployment.objects.select_related("run"), pk=pk, run__owner=request.user
     )

@@ -23,7 +23,7 @@ from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
 from webapp.runs.models import FORMATS, Deployment, SearchRun, Status
 from webapp.runs.tables import accuracy_table
-from webapp.runs.watchdog import reap_stuck_deployments, reap_stuck_runs
+from webapp.runs.watchdog import look_on_request
 
 # ---- runs -----------------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ class RunViewSet(
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return SearchRun.objects.none()
         if self.action in ("list", "retrieve"):
-            reap_stuck_runs()  # a run whose worker vanished is re-queued or failed, never stuck
+            look_on_request()  # a run whose worker vanished is re-queued or failed, never stuck
         return SearchRun.objects.filter(owner=self.request.user)
 
     def get_serializer_class(self):
@@ -279,7 +279,7 @@ class DeploymentViewSet(
         if getattr(self, "swagger_fake_view", False):
             return Deployment.objects.none()
         if self.action in ("list", "retrieve"):
-            reap_stuck_deployments()  # a build whose worker vanished is re-queued or failed
+            look_on_request()  # a build whose worker vanished is re-queued or failed
         return Deployment.objects.filter(run__owner=self.request.user)
 
     def perform_create(self, serializer) -> None:

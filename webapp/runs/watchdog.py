@@ -7,14 +7,17 @@ never left ``running``. A deployment build whose worker vanished is re-queued th
 (it starts over: builds are short); after that it is marked failed.
 
 Who looks: every worker, when it starts and then every ``PONAS_WATCHDOG_SECONDS``
-(``tasks.watchdog``); the API and the pages, when runs are listed or opened (one indexed
-query); and ``manage.py reap_stuck_runs``. Any number of them may look at once: each change is
+(``tasks.watchdog``); the API and the pages, when runs or deployments are listed or opened
+(at most once every ``PONAS_REQUEST_LOOK_SECONDS`` per server process: two indexed queries,
+kept off most requests); and ``manage.py reap_stuck_runs``. Any number of them may look at once: each change is
 a conditional UPDATE that only one wins, and a heartbeat that arrives meanwhile wins over all.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -149,3 +152,20 @@ def reap_all(now: datetime | None = None) -> tuple[Reaped, Reaped]:
     """One look at both: ``(runs, deployments)``."""
     now = now or timezone.now()
     return reap_stuck_runs(now), reap_stuck_deployments(now)
+
+
+_last_request_look = float("-inf")
+_request_look_lock = threading.Lock()
+
+
+def look_on_request() -> None:
+    """The API's and the pages' look (:func:`reap_all`), at most once every
+    ``PONAS_REQUEST_LOOK_SECONDS`` in this process: workers look on their own, this covers
+    the time when none is running."""
+    global _last_request_look
+    now = time.monotonic()
+    with _request_look_lock:
+        if now - _last_request_look < settings.PONAS_REQUEST_LOOK_SECONDS:
+            return
+        _last_request_look = now
+    reap_all()
