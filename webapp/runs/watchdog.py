@@ -18,9 +18,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import models, transaction
@@ -31,6 +33,8 @@ from django.utils import timezone
 from webapp.runs.models import Deployment, SearchRun, Status
 
 log = logging.getLogger("webapp")
+
+RESUME_HINT = "resume to continue from the last checkpoint"
 
 # The last sign of life of running work: its heartbeat, else its start.
 LAST_SIGN = Coalesce(F("heartbeat"), F("started"), F("created"))
@@ -50,7 +54,7 @@ class Reaped:
 def stuck_message(
     heartbeat: datetime,
     auto_resumes: int = 0,
-    next_step: str = "resume to continue from the last checkpoint",
+    next_step: str = RESUME_HINT,
 ) -> str:
     when = heartbeat.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     again = ""
@@ -72,80 +76,96 @@ def _cutoff(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.PONAS_HEARTBEAT_TIMEOUT)
 
 
+@dataclass
+class _Lost:
+    """Running work whose worker vanished, as the shared reaping loop needs it."""
+
+    pk: int
+    auto_resumes: int
+    seen: datetime  # its last sign of life
+    current: models.QuerySet  # just this item while it is still stuck: updates go through it
+    requeue: dict[str, Any]  # fields set besides the status when it is re-queued
+    send: Callable[[], Any]  # sends its task again (once the re-queue commits)
+
+
+def _reap(what: str, lost: Iterable[_Lost], next_step: str, now: datetime) -> Reaped:
+    reaped = Reaped()
+    for item in lost:
+        # conditional: a heartbeat that arrives meanwhile (or another watchdog) wins
+        if item.auto_resumes < settings.PONAS_AUTO_RESUMES:
+            with transaction.atomic():
+                if item.current.update(
+                    status=Status.QUEUED,
+                    auto_resumes=item.auto_resumes + 1,
+                    worker="",
+                    **item.requeue,
+                ):
+                    transaction.on_commit(item.send)
+                    log.warning(
+                        "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
+                        what,
+                        item.pk,
+                        item.seen,
+                        item.auto_resumes + 1,
+                        settings.PONAS_AUTO_RESUMES,
+                    )
+                    reaped.requeued.append(item.pk)
+        elif item.current.update(
+            status=Status.FAILED,
+            error=stuck_message(item.seen, item.auto_resumes, next_step),
+            finished=now,
+        ):
+            log.warning("%s %s: no heartbeat since %s; marked failed", what, item.pk, item.seen)
+            reaped.failed.append(item.pk)
+    return reaped
+
+
 def reap_stuck_runs(now: datetime | None = None) -> Reaped:
     """Re-queue (or, with no automatic resumes left, fail) every run without a heartbeat for
-    the timeout. A re-queued run's ``run_search`` is sent once the transaction commits."""
+    the timeout. A re-queued run is a new attempt: tasks of the lost attempt do nothing, and
+    its ``run_search`` continues from the last checkpoint."""
     from tasks.search import run_search  # tasks import this module's models; import late
 
     now = now or timezone.now()
     cutoff = _cutoff(now)
-    reaped = Reaped()
     found = _stuck(SearchRun.objects, cutoff).annotate(seen=LAST_SIGN)
-    for pk, attempt, auto_resumes, queue, seen in found.values_list(
-        "pk", "attempt", "auto_resumes", "queue", "seen"
-    ):
-        # conditional: a heartbeat that arrives meanwhile (or another watchdog) wins
-        still_stuck = _stuck(SearchRun.objects.filter(pk=pk, attempt=attempt), cutoff)
-        if auto_resumes < settings.PONAS_AUTO_RESUMES:
-            with transaction.atomic():
-                if still_stuck.update(
-                    status=Status.QUEUED,
-                    attempt=attempt + 1,  # tasks of the lost attempt do nothing
-                    auto_resumes=auto_resumes + 1,
-                    worker="",
-                ):
-                    transaction.on_commit(
-                        partial(run_search.apply_async, (pk, attempt + 1), queue=queue)
-                    )
-                    _log_requeued("run", pk, seen, auto_resumes)
-                    reaped.requeued.append(pk)
-        elif still_stuck.update(
-            status=Status.FAILED, error=stuck_message(seen, auto_resumes), finished=now
-        ):
-            log.warning("run %s: no heartbeat since %s; marked failed", pk, seen)
-            reaped.failed.append(pk)
-    return reaped
+    lost = (
+        _Lost(
+            pk,
+            auto_resumes,
+            seen,
+            current=_stuck(SearchRun.objects.filter(pk=pk, attempt=attempt), cutoff),
+            requeue={"attempt": attempt + 1},
+            send=partial(run_search.apply_async, (pk, attempt + 1), queue=queue),
+        )
+        for pk, attempt, auto_resumes, queue, seen in found.values_list(
+            "pk", "attempt", "auto_resumes", "queue", "seen"
+        )
+    )
+    return _reap("run", lost, RESUME_HINT, now)
 
 
 def reap_stuck_deployments(now: datetime | None = None) -> Reaped:
-    """The same for deployment builds: re-queued builds start over."""
+    """The same for deployment builds: a re-queued build starts over."""
     from tasks.deploy import build_deployment
 
     now = now or timezone.now()
     cutoff = _cutoff(now)
-    reaped = Reaped()
     found = _stuck(Deployment.objects, cutoff).annotate(seen=LAST_SIGN)
-    for pk, auto_resumes, queue, seen in found.values_list(
-        "pk", "auto_resumes", "run__queue", "seen"
-    ):
-        still_stuck = _stuck(Deployment.objects.filter(pk=pk), cutoff)
-        if auto_resumes < settings.PONAS_AUTO_RESUMES:
-            with transaction.atomic():
-                if still_stuck.update(
-                    status=Status.QUEUED, auto_resumes=auto_resumes + 1, worker=""
-                ):
-                    transaction.on_commit(partial(build_deployment.apply_async, (pk,), queue=queue))
-                    _log_requeued("deployment", pk, seen, auto_resumes)
-                    reaped.requeued.append(pk)
-        elif still_stuck.update(
-            status=Status.FAILED,
-            error=stuck_message(seen, auto_resumes, "deploy again to build it"),
-            finished=now,
-        ):
-            log.warning("deployment %s: no heartbeat since %s; marked failed", pk, seen)
-            reaped.failed.append(pk)
-    return reaped
-
-
-def _log_requeued(what: str, pk: int, seen: datetime, auto_resumes: int) -> None:
-    log.warning(
-        "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
-        what,
-        pk,
-        seen,
-        auto_resumes + 1,
-        settings.PONAS_AUTO_RESUMES,
+    lost = (
+        _Lost(
+            pk,
+            auto_resumes,
+            seen,
+            current=_stuck(Deployment.objects.filter(pk=pk), cutoff),
+            requeue={},
+            send=partial(build_deployment.apply_async, (pk,), queue=queue),
+        )
+        for pk, auto_resumes, queue, seen in found.values_list(
+            "pk", "auto_resumes", "run__queue", "seen"
+        )
     )
+    return _reap("deployment", lost, "deploy again to build it", now)
 
 
 def reap_all(now: datetime | None = None) -> tuple[Reaped, Reaped]:
