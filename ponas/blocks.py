@@ -9,19 +9,68 @@ omitted, as in MobileNetV2's first block.
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ponas.space import Candidate, SearchSpace
 
 
+@cache
+def _live_taps(size: int, kernel: int, stride: int, padding: int) -> tuple[int, int, int] | None:
+    """(first, end, padding) of the kernel taps that ever touch a ``size``-wide input, along
+    one axis; None when every tap does. A 7-wide kernel on a 2-wide map, for instance, only
+    ever uses its middle 3 taps: the rest see padding at every output position."""
+    out = (size + 2 * padding - kernel) // stride + 1
+    first = max(0, padding - stride * (out - 1))
+    last = min(kernel - 1, size - 1 + padding)
+    width, pad = last - first + 1, padding - first
+    if width == kernel or (size + 2 * pad - width) // stride + 1 != out:
+        return None
+    return first, last + 1, pad
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise conv that skips kernel taps which only ever see padding.
+
+    On maps smaller than the kernel (low-resolution searches reach 2x2 and 1x1 maps) most
+    taps multiply padding zeros, and the CPU backward pass spends nearly all its time on
+    them: a 7x7 depthwise conv on 2x2 maps costs about 10x a 3x3 one. Leaving them out gives
+    the same outputs, and the left-out taps' gradients are zero either way. Parameters and
+    state dict are those of ``nn.Conv2d``; traced exports (TorchScript, ONNX) use the full
+    kernel, so they stay valid at any input size.
+    """
+
+    def __init__(self, channels: int, kernel: int, stride: int = 1) -> None:
+        super().__init__(
+            channels, channels, kernel, stride, kernel // 2, groups=channels, bias=False
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():  # exports: full kernel
+            return super().forward(x)
+        k, s, p = self.kernel_size[0], self.stride[0], self.padding[0]
+        rows, cols = _live_taps(x.shape[-2], k, s, p), _live_taps(x.shape[-1], k, s, p)
+        if rows is None and cols is None:
+            return super().forward(x)
+        r0, r1, ph = rows or (0, k, p)
+        c0, c1, pw = cols or (0, k, p)
+        weight = self.weight[:, :, r0:r1, c0:c1]
+        return F.conv2d(x, weight, None, self.stride, (ph, pw), self.dilation, self.groups)
+
+
 def conv_bn_act(
     cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1
 ) -> nn.Sequential:
-    """Conv (no bias) -> BatchNorm -> ReLU6, 'same' padding."""
+    """Conv (no bias) -> BatchNorm -> ReLU6, 'same' padding; depthwise when groups == cin."""
+    if groups == cin == cout and groups > 1:
+        conv: nn.Conv2d = DepthwiseConv2d(cin, kernel, stride)
+    else:
+        conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+        conv,
         nn.BatchNorm2d(cout),
         nn.ReLU6(inplace=True),
     )

@@ -2,8 +2,9 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from ponas.blocks import recalibrate_bn
+from ponas.blocks import DepthwiseConv2d, _live_taps, recalibrate_bn
 from ponas.network import RELEASED, Network, build_released
 from ponas.space import load_space
 from ponas.supernet import Supernet
@@ -67,3 +68,36 @@ def test_released_architectures_have_19_layers_of_known_names():
     for choices in RELEASED.values():
         assert space.validate_choices(choices) == choices
     assert RELEASED["PONASA"][0] == "e6_k5" and RELEASED["PONASA"][2] == "e3_k7_se"
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_conv_on_small_maps_matches_the_full_kernel(kernel, stride):
+    """Leaving out the taps that only see padding changes neither outputs nor gradients."""
+    torch.manual_seed(kernel * 10 + stride)
+    conv = DepthwiseConv2d(6, kernel, stride)
+    cropped = 0
+    for size in range(1, 10):
+        x = torch.randn(3, 6, size, size, requires_grad=True)
+        out = conv(x)
+        full = F.conv2d(x, conv.weight, None, stride, kernel // 2, 1, 6)
+        assert out.shape == full.shape
+        torch.testing.assert_close(out, full)
+        grad = torch.randn_like(full)
+        for a, b in zip(
+            torch.autograd.grad(out, (x, conv.weight), grad),
+            torch.autograd.grad(full, (x, conv.weight), grad),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b)
+        cropped += _live_taps(size, kernel, stride, kernel // 2) is not None
+    assert cropped  # the small maps above do take the cropped path
+
+
+def test_traced_depthwise_conv_keeps_the_full_kernel_for_other_input_sizes():
+    torch.manual_seed(0)
+    conv = DepthwiseConv2d(4, 7).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(conv, torch.randn(1, 4, 2, 2))  # would crop to 3x3 eagerly
+        x = torch.randn(1, 4, 9, 9)
+        torch.testing.assert_close(traced(x), conv(x))
