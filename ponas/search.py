@@ -434,6 +434,21 @@ def _make_optimizer(params, cfg: SearchConfig, lr: float) -> torch.optim.SGD:
     )
 
 
+def train_step(
+    ctx: Context, model: nn.Module, optimizer: torch.optim.Optimizer, x, y, *args: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step of stage 1 on a batch already on the device: (loss, logits).
+
+    ``args`` follow the batch into the model (the supernet takes the sampled path)."""
+    with ctx.autocast():
+        logits = model(x, *args)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=ctx.cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, logits
+
+
 def stage1(
     ctx: Context,
     supernet: Supernet,
@@ -484,12 +499,7 @@ def stage1(
             if world > 1:
                 x, y = x[rank::world], y[rank::world]
             x, y = ctx.to_device(x), y.to(ctx.device)
-            with ctx.autocast():
-                logits = model(x, choices)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, logits = train_step(ctx, model, optimizer, x, y, choices)
             loss_sum += loss.item() * y.numel()
             correct += (logits.argmax(1) == y).sum().item()
             seen += y.numel()
