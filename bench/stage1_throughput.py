@@ -29,8 +29,8 @@ from ponas.search import Context, _make_optimizer, resolve, train_step
 from ponas.supernet import Supernet
 
 
-def mobilenet_v2_macs(model: nn.Module, size: int) -> int:
-    """Multiply-accumulates of one image through ``model`` (convolutions and linear layers)."""
+def count_macs(model: nn.Module, image: torch.Tensor) -> int:
+    """Multiply-accumulates of one ``image`` through ``model`` (convolutions, linear layers)."""
     total = 0
 
     def count(module: nn.Module, inputs, output) -> None:
@@ -44,7 +44,7 @@ def mobilenet_v2_macs(model: nn.Module, size: int) -> int:
     hooks = [m.register_forward_hook(count) for m in model.modules()]
     try:
         with torch.no_grad():
-            model.eval()(torch.randn(1, 3, size, size))
+            model.eval()(image)
     finally:
         for h in hooks:
             h.remove()
@@ -123,7 +123,7 @@ def main() -> None:
             f"(rounds: {', '.join(f'{batch * steps / t:.1f}' for t in ts)})"
         )
     path_macs = statistics.mean(network_cost(space, p).macs for p in sampled)
-    ref_macs = mobilenet_v2_macs(mobilenet_v2(num_classes=space.num_classes), size)
+    ref_macs = count_macs(reference, ctx.to_device(torch.randn(1, 3, size, size)))
     ratio = rate["supernet (stage 1)"] / rate["MobileNetV2"]
     print(
         f"ratio supernet / MobileNetV2: {ratio:.2f}x images/s; mean sampled path "

@@ -435,11 +435,15 @@ def _make_optimizer(params, cfg: SearchConfig, lr: float) -> torch.optim.SGD:
 
 
 def train_step(
-    ctx: Context, model: nn.Module, optimizer: torch.optim.Optimizer, x, y, *args: Any
+    ctx: Context,
+    model: Callable[..., torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *args: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One SGD step of stage 1 on a batch already on the device: (loss, logits).
-
-    ``args`` follow the batch into the model (the supernet takes the sampled path)."""
+    """One SGD step on a batch already on the device: (loss, logits). Stage 1 and stage 2's
+    fine-tunes take it. ``args`` follow the batch into the model (e.g. the sampled path)."""
     with ctx.autocast():
         logits = model(x, *args)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=ctx.cfg.label_smoothing)
@@ -744,12 +748,7 @@ def finetune_and_score(
         ctx.check_stop()
         for group in optimizer.param_groups:  # cosine over the short fine-tune
             group["lr"] = 0.5 * cfg.finetune_lr * (1 + math.cos(math.pi * step / steps))
-        with ctx.autocast():
-            logits = supernet.forward_layers(feats, [candidate, *suffix], layer)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(ctx, supernet.forward_layers, optimizer, feats, y, [candidate, *suffix], layer)
         if progress:
             progress()
     if ctx.cfg.reuse_prefix_features:
