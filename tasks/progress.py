@@ -13,7 +13,8 @@ from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ponas.search import Cancelled, SearchCallback
@@ -93,6 +94,17 @@ class RunRecorder(SearchCallback):
         # stop too when the run is no longer active (e.g. the watchdog marked it failed)
         self.stop = state is None or state[0] or state[1] != self.attempt or state[2] not in ACTIVE
         return self.stop
+
+
+def begin_stage2(run: SearchRun) -> None:
+    """Stage 1 is done: the run moves to stage 2, whose start is recorded the first time (a
+    resumed run keeps it, as it keeps ``started``)."""
+    run.stage, run.progress = Stage.STAGE2, STAGE1_SHARE
+    SearchRun.objects.filter(pk=run.pk).update(
+        stage=run.stage,
+        progress=run.progress,
+        stage2_started=Coalesce(F("stage2_started"), timezone.now()),
+    )
 
 
 def error_message(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from ponas import search as ponas_search
 from ponas.space import SearchSpace
-from tasks.progress import RunRecorder, guarded, log
+from tasks.progress import RunRecorder, begin_stage2, guarded, log
 from webapp.runs.models import (
     ACTIVE,
     STAGE1_SHARE,
@@ -102,9 +102,8 @@ def run_search(self, run_id: int, attempt: int) -> None:
     # the space as searched (its class count comes from the data): costs and table need it
     run.space = stage1["space"]
     _, run.base_cost = cost_tables(run.space)
-    run.stage = Stage.STAGE2
-    run.progress = STAGE1_SHARE
-    run.save(update_fields=["space", "base_cost", "stage", "progress"])
+    run.save(update_fields=["space", "base_cost"])
+    begin_stage2(run)
     Artifact.record(_checkpoint(run, "stage1.pt"), Artifact.Kind.CHECKPOINT, run=run)
     stage2 = _checkpoint(run, "stage2.pt")
     path = ponas_search.load_checkpoint(stage2)["path"] if stage2.exists() else []

@@ -107,7 +107,8 @@ def _create_run(request, form: SearchForm) -> SearchRun | None:
 
 
 def _timeline(run: SearchRun) -> list[dict[str, Any]]:
-    """The stages of a run with their state: done, current, pending, failed or cancelled."""
+    """The stages of a run with their state (done, current, pending, failed or cancelled), when
+    each started and, once done, when it ended."""
     order = [Stage.QUEUED, Stage.STAGE1, Stage.STAGE2, Stage.DONE]
     labels = {
         Stage.QUEUED: "Queued",
@@ -129,9 +130,11 @@ def _timeline(run: SearchRun) -> list[dict[str, Any]]:
         else:
             state = "pending"
         steps.append({"key": stage.value, "label": labels[stage], "state": state})
-    steps[0]["time"] = run.created
-    steps[1]["time"] = run.started
-    steps[-1]["time"] = run.finished if run.status == Status.SUCCEEDED else None
+    # each step's start; a finished step also ends when the next one starts
+    done = run.finished if run.status == Status.SUCCEEDED else None
+    starts = [run.created, run.started, run.stage2_started, done]
+    for step, start, end in zip(steps, starts, [*starts[1:], None], strict=True):
+        step["time"], step["end"] = start, end if step["state"] == "done" else None
     return steps
 
 

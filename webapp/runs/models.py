@@ -62,6 +62,9 @@ class SearchRun(models.Model):
     error = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
+    stage2_started = models.DateTimeField(
+        null=True, blank=True, help_text="when stage 2 (the accuracy table) first began"
+    )
     finished = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=255, blank=True, help_text="last worker that ran it")
     heartbeat = models.DateTimeField(null=True, blank=True)

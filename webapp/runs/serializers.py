@@ -75,6 +75,7 @@ class SearchRunSerializer(serializers.ModelSerializer):
             "error",
             "created",
             "started",
+            "stage2_started",
             "finished",
             "worker",
             "heartbeat",
