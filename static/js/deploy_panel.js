@@ -93,8 +93,8 @@
           },
         },
         scales: {
-          x: { type: "linear", title: { display: true, text: LABELS[kind] }, ticks: { callback: (v) => ponas.si(v) } },
-          y: { title: { display: true, text: "predicted score (Σ layer accuracy)" }, ticks: { callback: (v) => Number(v).toFixed(2) } },
+          x: { type: "linear", title: { display: true, text: LABELS[kind] }, ticks: { callback: ponas.tickLabels("si") } },
+          y: { title: { display: true, text: "predicted score (Σ layer accuracy)" }, ticks: { callback: ponas.tickLabels("") } },
         },
         onClick(event, elements) {
           const el = elements.find((e) => e.datasetIndex === 0);

@@ -61,6 +61,41 @@
     return String(x);
   }
 
+  /** The fewest decimals that write `step` exactly when it is a round step (0.25 -> 2, 0.5 -> 1,
+      20 -> 0), and never fewer than it takes to tell values `step` apart. */
+  function decimalsFor(step) {
+    const least = Math.max(0, Math.ceil(-Math.log10(step) - 1e-9));
+    const scaled = step * Math.pow(10, least);
+    return Math.abs(scaled - Math.round(scaled)) < 1e-6 * Math.max(1, scaled) ? least : least + 1;
+  }
+
+  const SI_AXIS = [[1e9, "G"], [1e6, "M"], [1e3, "K"]];
+
+  /** A Chart.js `ticks.callback` for a linear axis: the labels take their precision from the
+      step between the ticks, so neighbours never read the same ("99.75%, 100.00%", not "100%,
+      100%") and no label carries more digits than that. `unit`: "" plain numbers, "%" fractions
+      as percentages, "si" counts with one K/M/G suffix for the whole axis. Every chart of the
+      dashboard labels its value axes with it. */
+  function tickLabels(unit) {
+    return function (value, index, ticks) {
+      let step = Infinity;
+      for (let i = 1; i < ticks.length; i++) {
+        const gap = Math.abs(ticks[i].value - ticks[i - 1].value);
+        if (gap > 0) step = Math.min(step, gap);
+      }
+      let scale = 1, suffix = "";
+      if (unit === "%") [scale, suffix] = [100, "%"];
+      if (unit === "si") {
+        const top = Math.max(...ticks.map((t) => Math.abs(t.value)));
+        const si = SI_AXIS.find(([div]) => top >= div);
+        if (si) [scale, suffix] = [1 / si[0], si[1]];
+      }
+      if (!Number.isFinite(step)) return sig3(value * scale) + suffix; // a single tick
+      if (Math.abs(value) < step * 1e-9) return "0" + (unit === "%" ? "%" : "");
+      return (value * scale).toFixed(decimalsFor(step * scale)) + suffix;
+    };
+  }
+
   const UNITS = { macs: "MACs", params: "params", latency_ms: "ms" };
 
   /** "41.2M MACs", "3.40M params", "12.3 ms". */
@@ -133,5 +168,5 @@
 
   const ACTIVE = ["queued", "running"];
 
-  window.ponas = { api, errorText, formatCost, pct, sig3, si, color, ink, gradient, poll, readJson, csrfToken, ACTIVE };
+  window.ponas = { api, errorText, formatCost, pct, sig3, si, tickLabels, color, ink, gradient, poll, readJson, csrfToken, ACTIVE };
 })();

@@ -15,7 +15,7 @@
   Chart.defaults.font.size = 12;
   Chart.defaults.color = INK;
   Chart.defaults.borderColor = GRID;
-  const percentTicks = { callback: (v) => Math.round(v * 100) + "%" };
+  const percentTicks = { callback: ponas.tickLabels("%") };
 
   // ---- stage 1: loss and accuracy by epoch --------------------------------------------------
 
@@ -67,7 +67,7 @@
         },
         scales: {
           x: { title: { display: true, text: "epoch" }, grid: { display: false } },
-          y: { position: "left", title: { display: true, text: "loss" }, beginAtZero: true },
+          y: { position: "left", title: { display: true, text: "loss" }, beginAtZero: true, ticks: { callback: ponas.tickLabels("") } },
           y1: { position: "right", min: 0, max: 1, ticks: percentTicks, grid: { drawOnChartArea: false }, title: { display: true, text: "accuracy" } },
         },
       },

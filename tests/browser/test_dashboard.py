@@ -5,6 +5,7 @@ deployment and downloads a checkpoint that loads. Every request stays on the app
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -74,6 +75,43 @@ def canvas_stats(page, selector: str) -> dict:
     )
 
 
+def chart_axes(page) -> dict[str, dict[str, list[str]]]:
+    """The tick labels of every shown axis of every chart on the page, by canvas and axis."""
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll("canvas")]
+            .map((canvas) => Chart.getChart(canvas)).filter(Boolean)
+            .map((chart) => [chart.canvas.id, Object.fromEntries(Object.values(chart.scales)
+                .filter((scale) => scale.options.display !== false && scale.options.ticks.display)
+                .map((scale) => [scale.id, scale.ticks.map((t) => String(t.label))]))]))"""
+    )
+
+
+# Values close together, where labels rounded coarser than the tick step repeated
+# ("100%, 100%, 99%, 99%" on stage 2, "5.94, 5.94, 5.93" on the Pareto chart).
+TIGHT_DATA = """() => {
+    const s1 = ponasCharts.stage1;
+    s1.data.datasets[0].data = s1.data.labels.map((_, i) => 2.3031 - 0.0003 * i);
+    s1.update("none");
+    const s2 = ponasCharts.stage2;
+    s2.data.datasets.slice(0, 3).forEach((d, k) => {
+        d.data = d.data.map((_, i) => 0.99 + 0.002 * i - 0.001 * k);
+    });
+    s2.update("none");
+    const pareto = ponasCharts.pareto;
+    pareto.data.datasets[0].data = [{x: 1.2e6, y: 5.931}, {x: 1.23e6, y: 5.944}];
+    pareto.update("none");
+}"""
+
+
+def assert_tick_labels_distinct(page) -> None:
+    charts = chart_axes(page)
+    assert {"stage1-chart", "stage2-chart", "heatmap", "pareto-chart"} <= set(charts), charts
+    for canvas, axes in charts.items():
+        for axis, labels in axes.items():
+            assert labels, f"{canvas} {axis}: no tick labels"
+            assert len(set(labels)) == len(labels), f"{canvas} {axis} repeats a label: {labels}"
+
+
 def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
     django_user_model, live_server, chromium, worker, tmp_path
 ):
@@ -141,6 +179,16 @@ def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
     best = page.get_attribute("#arch-row", "data-choices")
     best_macs = page.inner_text("#sel-macs")
     assert page.evaluate("ponasCharts.pareto.data.datasets[0].data.length") >= 2
+    # every axis of every chart labels its ticks apart, with the decimals the step needs
+    assert_tick_labels_distinct(page)
+    assert page.evaluate(
+        """() => { const ticks = [0.98, 0.9825, 0.985, 0.9875, 0.99].map((value) => ({value}));
+                   return ticks.map((t, i) => ponas.tickLabels("%")(t.value, i, ticks)); }"""
+    ) == ["98.00%", "98.25%", "98.50%", "98.75%", "99.00%"]
+    # the timeline: when each stage started, and how long the finished ones took
+    for stage in ("queued", "stage1", "stage2"):
+        step = page.inner_text(f'#timeline [data-stage="{stage}"]')
+        assert re.search(r"\d\d:\d\d:\d\d\s+took \d+ (s|min)", step), f"{stage}: {step!r}"
     page.locator("#budget-slider").fill("0")
     page.wait_for_function(
         "(best) => document.getElementById('arch-row').dataset.choices !== best", arg=best
@@ -192,6 +240,11 @@ def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
         page.goto(live_server.url + path)
         page.wait_for_load_state("networkidle")
         assert fits_width(page), f"{path} is wider than 390 px"
+        if path == run_path:
+            page.locator('#heatmap[data-drawn="1"]').wait_for()
+            assert_tick_labels_distinct(page)
+            page.evaluate(TIGHT_DATA)  # the values of issue 21: a few tenths of a percent apart
+            assert_tick_labels_distinct(page)
         if shot:
             save_screenshot(page, shot)
 
