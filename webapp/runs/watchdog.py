@@ -7,17 +7,15 @@ never left ``running``. A deployment build whose worker vanished is re-queued th
 (it starts over: builds are short); after that it is marked failed.
 
 Who looks: every worker, when it starts and then every ``PONAS_WATCHDOG_SECONDS``
-(``tasks.watchdog``); the API and the pages, when runs or deployments are listed or opened
-(at most once every ``PONAS_REQUEST_LOOK_SECONDS`` per server process: two indexed queries,
-kept off most requests); and ``manage.py reap_stuck_runs``. Any number of them may look at once: each change is
-a conditional UPDATE that only one wins, and a heartbeat that arrives meanwhile wins over all.
+(``tasks.watchdog``); the periodic task ``tasks.watchdog.reap_stuck_work`` that Celery beat
+sends as often; and ``manage.py reap_stuck_runs`` (e.g. from cron). Never a request: reads
+change nothing. Any number of them may look at once: each change is a conditional UPDATE that
+only one wins, and a heartbeat that arrives meanwhile wins over all.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +29,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from webapp.runs.models import Deployment, SearchRun, Status
+from webapp.runs.services import send_build, send_search
 
 log = logging.getLogger("webapp")
 
@@ -85,7 +84,7 @@ class _Lost:
     seen: datetime  # its last sign of life
     current: models.QuerySet  # just this item while it is still stuck: updates go through it
     requeue: dict[str, Any]  # fields set besides the status when it is re-queued
-    send: Callable[[], Any]  # sends its task again (once the re-queue commits)
+    send: Callable[[], Any]  # sends its task again once the re-queue commits (services)
 
 
 def _reap(what: str, lost: Iterable[_Lost], next_step: str, now: datetime) -> Reaped:
@@ -100,7 +99,7 @@ def _reap(what: str, lost: Iterable[_Lost], next_step: str, now: datetime) -> Re
                     worker="",
                     **item.requeue,
                 ):
-                    transaction.on_commit(item.send)
+                    item.send()
                     log.warning(
                         "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
                         what,
@@ -124,8 +123,6 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
     """Re-queue (or, with no automatic resumes left, fail) every run without a heartbeat for
     the timeout. A re-queued run is a new attempt: tasks of the lost attempt do nothing, and
     its ``run_search`` continues from the last checkpoint."""
-    from tasks.search import run_search  # tasks import this module's models; import late
-
     now = now or timezone.now()
     cutoff = _cutoff(now)
     found = _stuck(SearchRun.objects, cutoff).annotate(seen=LAST_SIGN)
@@ -136,7 +133,7 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
             seen,
             current=_stuck(SearchRun.objects.filter(pk=pk, attempt=attempt), cutoff),
             requeue={"attempt": attempt + 1},
-            send=partial(run_search.apply_async, (pk, attempt + 1), queue=queue),
+            send=partial(send_search, pk, attempt + 1, queue),
         )
         for pk, attempt, auto_resumes, queue, seen in found.values_list(
             "pk", "attempt", "auto_resumes", "queue", "seen"
@@ -147,8 +144,6 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
 
 def reap_stuck_deployments(now: datetime | None = None) -> Reaped:
     """The same for deployment builds: a re-queued build starts over."""
-    from tasks.deploy import build_deployment
-
     now = now or timezone.now()
     cutoff = _cutoff(now)
     found = _stuck(Deployment.objects, cutoff).annotate(seen=LAST_SIGN)
@@ -159,7 +154,7 @@ def reap_stuck_deployments(now: datetime | None = None) -> Reaped:
             seen,
             current=_stuck(Deployment.objects.filter(pk=pk), cutoff),
             requeue={},
-            send=partial(build_deployment.apply_async, (pk,), queue=queue),
+            send=partial(send_build, pk, queue),
         )
         for pk, auto_resumes, queue, seen in found.values_list(
             "pk", "auto_resumes", "run__queue", "seen"
@@ -172,20 +167,3 @@ def reap_all(now: datetime | None = None) -> tuple[Reaped, Reaped]:
     """One look at both: ``(runs, deployments)``."""
     now = now or timezone.now()
     return reap_stuck_runs(now), reap_stuck_deployments(now)
-
-
-_last_request_look = float("-inf")
-_request_look_lock = threading.Lock()
-
-
-def look_on_request() -> None:
-    """The API's and the pages' look (:func:`reap_all`), at most once every
-    ``PONAS_REQUEST_LOOK_SECONDS`` in this process: workers look on their own, this covers
-    the time when none is running."""
-    global _last_request_look
-    now = time.monotonic()
-    with _request_look_lock:
-        if now - _last_request_look < settings.PONAS_REQUEST_LOOK_SECONDS:
-            return
-        _last_request_look = now
-    reap_all()
