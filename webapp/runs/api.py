@@ -13,6 +13,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from ponas.deploy import Infeasible, pareto_frontier, solve
 from ponas.table import AccuracyTable
@@ -86,12 +87,15 @@ class RunViewSet(
     def perform_destroy(self, run: SearchRun) -> None:
         services.delete_run(run)
 
-    def stored_table(self) -> tuple[SearchRun, AccuracyTable]:
-        """The run of the URL and its accuracy table; 404, or 409 if it has none (yet)."""
+    def stored_table(self, query_class) -> tuple[Serializer, SearchRun, AccuracyTable]:
+        """The URL's query (validated by ``query_class``: 400), its run (404) and the run's
+        accuracy table (409 if it has none yet)."""
+        query = query_class(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
         run = self.get_object()
         if not run.has_table:
             raise NoTable(run)
-        return run, accuracy_table(run)
+        return query, run, accuracy_table(run)
 
     @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
     @action(detail=True, methods=["post"])
@@ -120,9 +124,7 @@ class RunViewSet(
     @action(detail=True, methods=["get"])
     def table(self, request, pk=None):
         """The accuracy table (``ponas-table/1`` JSON, or CSV with ``?format=csv``)."""
-        query = s.TableQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run, table = self.stored_table()
+        query, run, table = self.stored_table(s.TableQuerySerializer)
         if query.validated_data["format"] == "csv":
             return HttpResponse(
                 table.to_csv(),
@@ -138,9 +140,7 @@ class RunViewSet(
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):
         """The most accurate network within the budgets, from the stored table (no worker)."""
-        query = s.BudgetQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run, table = self.stored_table()
+        query, run, table = self.stored_table(s.BudgetQuerySerializer)
         budgets = query.budgets()
         try:
             selection = solve(table, budgets)
@@ -158,9 +158,7 @@ class RunViewSet(
     @action(detail=True, methods=["get"])
     def pareto(self, request, pk=None):
         """Every network not beaten in both score and the chosen cost, cheapest first."""
-        query = s.ParetoQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run, table = self.stored_table()
+        query, run, table = self.stored_table(s.ParetoQuerySerializer)
         kind = query.validated_data["cost"]
         if kind not in table.cost:
             return Response(
