@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from celery import shared_task
 from django.db import transaction
@@ -40,7 +39,7 @@ from webapp.runs.models import (
     Status,
     TableEntry,
 )
-from webapp.runs.tables import cost_tables, store_table
+from webapp.runs.tables import cost_tables
 
 
 def _live_run(run_id: int, attempt: int) -> SearchRun | None:
@@ -214,13 +213,15 @@ def finish_layer(self, run_id: int, attempt: int, layer: int) -> None:
 
 
 def _finalize(run: SearchRun) -> None:
-    """table.json and supernet.pt from the last checkpoint; artifacts; status succeeded."""
+    """table.json and supernet.pt from the last checkpoint; artifacts; status succeeded.
+
+    The table the run serves is its TableEntry rows (each written by its candidate's task)
+    with the space, base cost and path already on the run; ``finalize`` adds the meta.
+    table.json is the same table as a file, for ``ponas deploy`` on another machine."""
     ok, table = guarded(run, "writing the table", lambda: ponas_search.finalize(run.out_dir))
     if not ok:
         return
-    _check_entries(run, table)
     with transaction.atomic():
-        store_table(run, table)
         for name, kind in [
             ("table.json", Artifact.Kind.TABLE),
             ("supernet.pt", Artifact.Kind.SUPERNET),
@@ -230,27 +231,7 @@ def _finalize(run: SearchRun) -> None:
             status=Status.SUCCEEDED,
             stage=Stage.DONE,
             progress=1.0,
+            table_meta=table.meta,
             finished=timezone.now(),
         )
     log.info("run %s succeeded: path %s", run.pk, table.path)
-
-
-def _check_entries(run: SearchRun, table: Any) -> None:
-    """The rows in the database are what the search wrote; say so loudly if not."""
-    stored = {
-        (layer, cand): acc
-        for layer, cand, acc in TableEntry.objects.filter(run=run).values_list(
-            "layer", "candidate", "accuracy"
-        )
-    }
-    for i, row in enumerate(table.accuracy):
-        for cand, acc in zip(table.candidates, row, strict=True):
-            if acc is not None and stored.get((i, cand)) != acc:
-                log.error(
-                    "run %s: table.json has A[%s][%s]=%r, the database %r",
-                    run.pk,
-                    i,
-                    cand,
-                    acc,
-                    stored.get((i, cand)),
-                )

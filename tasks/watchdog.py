@@ -1,13 +1,20 @@
-"""Every worker watches for runs whose worker vanished: once when it is ready (so a worker
-started after a crash picks the lost run up at once) and then every
-``PONAS_WATCHDOG_SECONDS``. The logic lives in :mod:`webapp.runs.watchdog`; a re-queued run
-goes to whichever worker takes its ``run_search``, and it continues from its checkpoint."""
+"""Looking for runs and deployment builds whose worker vanished (the logic lives in
+:mod:`webapp.runs.watchdog`; a re-queued run goes to whichever worker takes its
+``run_search``, and it continues from its checkpoint). Two lookers:
+
+- every worker, once when it is ready (so a worker started after a crash picks the lost run
+  up at once) and then every ``PONAS_WATCHDOG_SECONDS``, in a thread;
+- the periodic task :func:`reap_stuck_work`, which Celery beat (``CELERY_BEAT_SCHEDULE``,
+  started by ``make run``) sends to ``default`` as often: one schedule for the whole service,
+  whichever workers run. (The web server never looks: reads change nothing.)
+"""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 from django.db import connection
@@ -18,14 +25,25 @@ from webapp.runs.watchdog import reap_all
 _stop = threading.Event()
 
 
+def look() -> None:
+    """One look at runs and deployment builds; what it re-queued or failed goes to the log."""
+    for what, reaped in zip(("runs", "deployments"), reap_all(), strict=True):
+        if reaped:
+            log.warning(
+                "watchdog: %s re-queued %s, failed %s", what, reaped.requeued, reaped.failed
+            )
+
+
+@shared_task(name="tasks.watchdog.reap_stuck_work")
+def reap_stuck_work() -> None:
+    """Re-queue (or fail) running work without a recent heartbeat: what beat sends."""
+    look()
+
+
 def _watch() -> None:
     while True:
         try:
-            for what, reaped in zip(("runs", "deployments"), reap_all(), strict=True):
-                if reaped:
-                    log.warning(
-                        "watchdog: %s re-queued %s, failed %s", what, reaped.requeued, reaped.failed
-                    )
+            look()
         except Exception:  # the database may be away for a while; look again later
             log.exception("watchdog: could not look for stuck runs")
         finally:

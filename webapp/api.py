@@ -10,6 +10,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from webapp.runs.services import Conflict
+
 
 def error(message: str, status_code: int) -> Response:
     """The one shape of a non-field error: ``{"error": "..."}``."""
@@ -17,7 +19,10 @@ def error(message: str, status_code: int) -> Response:
 
 
 def exception_handler(exc, context):
-    """DRF's handler, with ``{"detail": ...}`` (401, 403, 404, 405, ...) as ``{"error": ...}``."""
+    """DRF's handler, with ``{"detail": ...}`` (401, 403, 404, 405, ...) as ``{"error": ...}``;
+    a state change refused for the object's status (:class:`services.Conflict`) is a 409."""
+    if isinstance(exc, Conflict):
+        return error(str(exc), 409)
     response = drf_exception_handler(exc, context)
     if response is not None:
         data = response.data

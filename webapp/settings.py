@@ -250,6 +250,7 @@ CELERY_TASK_ROUTES = {
     "tasks.search.run_search": {"queue": "gpu"},
     "tasks.search.evaluate_candidate": {"queue": "gpu"},
     "tasks.deploy.build_deployment": {"queue": "gpu"},
+    "tasks.watchdog.reap_stuck_work": {"queue": "default"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -257,8 +258,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 PONAS_POLL_SECONDS = float(os.environ.get("PONAS_POLL_SECONDS", 1.0))
 # A running run without a heartbeat for this long lost its worker: it is re-queued (at most
 # PONAS_AUTO_RESUMES times until a manual resume), then marked failed. Workers write a
-# heartbeat every PONAS_HEARTBEAT_SECONDS while they work on a run, and look for stuck runs
-# every PONAS_WATCHDOG_SECONDS (webapp/runs/watchdog.py).
+# heartbeat every PONAS_HEARTBEAT_SECONDS while they work on a run, and workers and beat look
+# for stuck runs every PONAS_WATCHDOG_SECONDS (webapp/runs/watchdog.py).
 PONAS_HEARTBEAT_TIMEOUT = float(os.environ.get("PONAS_HEARTBEAT_TIMEOUT", 600))
 PONAS_HEARTBEAT_SECONDS = float(
     os.environ.get("PONAS_HEARTBEAT_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
@@ -267,8 +268,16 @@ PONAS_AUTO_RESUMES = int(os.environ.get("PONAS_AUTO_RESUMES", 2))
 PONAS_WATCHDOG_SECONDS = float(
     os.environ.get("PONAS_WATCHDOG_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
 )
-# The API and the pages look too, at most this often per server process.
-PONAS_REQUEST_LOOK_SECONDS = float(os.environ.get("PONAS_REQUEST_LOOK_SECONDS", 5.0))
+# Celery beat (`make run` starts it; in production: `celery -A webapp beat`) sends the watchdog's
+# look every PONAS_WATCHDOG_SECONDS; a look not taken by then is dropped, not piled up.
+CELERY_BEAT_SCHEDULE = {
+    "reap-stuck-work": {
+        "task": "tasks.watchdog.reap_stuck_work",
+        "schedule": PONAS_WATCHDOG_SECONDS,
+        "options": {"expires": PONAS_WATCHDOG_SECONDS},
+    }
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str((TEST_DIR if TESTING else VAR_DIR) / "celerybeat-schedule")
 
 LOGGING = {
     "version": 1,

@@ -9,7 +9,6 @@ from django.test import Client
 @pytest.fixture(autouse=True)
 def _service_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.PONAS_REQUEST_LOOK_SECONDS = 0  # every request looks for stuck work
 
 
 @pytest.fixture

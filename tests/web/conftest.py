@@ -16,7 +16,6 @@ from webapp.runs.models import SearchRun
 @pytest.fixture(autouse=True)
 def _service_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.PONAS_REQUEST_LOOK_SECONDS = 0  # every request looks for stuck work
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,6 +1,8 @@
 """Stuck runs: a running run whose worker stopped sending heartbeats is re-queued (a new
 attempt, continued from its checkpoint by any worker) while it has automatic resumes left,
-then marked failed with a reason; it is never left `running`, and resume continues it."""
+then marked failed with a reason; it is never left `running`, and resume continues it.
+Workers, the periodic task beat sends, and `manage.py reap_stuck_runs` look; a page or an API
+read never changes anything."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from django.test import Client
 from django.utils import timezone
 
 from tasks.progress import RunRecorder, heartbeat
+from tasks.watchdog import reap_stuck_work
 from tests.web.helpers import make_finished_run, make_run
 from webapp.runs.models import Deployment, SearchRun, Stage, Status
+from webapp.runs.services import BUILD_DEPLOYMENT, RUN_SEARCH
 from webapp.runs.watchdog import Reaped, reap_stuck_deployments, reap_stuck_runs, stuck_message
 
 pytestmark = pytest.mark.django_db
@@ -34,14 +38,16 @@ def test_a_run_without_heartbeats_is_requeued_as_a_new_attempt(
     settings.PONAS_AUTO_RESUMES = 2
     stuck = running(alice, 601, worker="w1@gone", queue="default")
     with django_capture_on_commit_callbacks() as callbacks:
-        body = api.get(f"/api/runs/{stuck.pk}/").json()
+        reap_stuck_work()  # what beat sends every PONAS_WATCHDOG_SECONDS
+    body = api.get(f"/api/runs/{stuck.pk}/").json()
     assert body["status"] == "queued"
     assert body["auto_resumes"] == 1
     assert body["error"] == "" and body["finished"] is None and body["worker"] == ""
     assert SearchRun.objects.get(pk=stuck.pk).attempt == 2  # the lost attempt's tasks stop
-    assert len(callbacks) == 1  # run_search (attempt 2) is sent once this commits...
+    assert len(callbacks) == 1  # run_search (attempt 2) is sent by name once this commits...
     (send,) = callbacks
-    assert send.args == ((stuck.pk, 2),) and send.keywords == {"queue": "default"}  # ...there
+    assert send.args == (RUN_SEARCH, (stuck.pk, 2))
+    assert send.keywords == {"queue": "default"}  # ...to the run's queue
 
     # the second loss is re-queued too; the third one has no automatic resume left
     SearchRun.objects.filter(pk=stuck.pk).update(status=Status.RUNNING)
@@ -66,6 +72,7 @@ def test_a_run_without_heartbeats_is_failed_with_a_reason_and_resumes(
     settings.PONAS_AUTO_RESUMES = 0
     stuck = running(alice, 601)
     beat = stuck.heartbeat
+    assert reap_stuck_runs() == Reaped(failed=[stuck.pk])
     body = api.get(f"/api/runs/{stuck.pk}/").json()
     assert body["status"] == "failed"
     when = beat.astimezone(UTC)
@@ -91,7 +98,8 @@ def test_live_queued_and_finished_runs_are_left_alone(api, alice, bob, settings)
     queued = make_run(alice, Status.QUEUED)
     done = make_run(alice, Status.SUCCEEDED, heartbeat=timezone.now() - timedelta(days=1))
     others = running(bob, 3600)
-    body = api.get("/api/runs/").json()  # listing reaps every stuck run, anyone's
+    assert reap_stuck_runs() == Reaped(failed=[others.pk])  # every stuck run, anyone's
+    body = api.get("/api/runs/").json()
     assert {r["id"]: r["status"] for r in body["results"]} == {
         live.pk: "running",
         queued.pk: "queued",
@@ -135,16 +143,18 @@ def test_management_command_reaps(alice, settings, capsys):
     assert capsys.readouterr().out.strip() == "nothing stuck (heartbeat timeout 60 s)"
 
 
-def test_the_run_page_reaps_too_and_says_so(alice, settings):
+def test_the_run_page_says_when_a_run_was_reaped(alice, settings):
     settings.PONAS_HEARTBEAT_TIMEOUT = 60
     settings.PONAS_AUTO_RESUMES = 1
     run = running(alice, 120)
     client = Client()
     client.force_login(alice)
+    reap_stuck_work()
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert SearchRun.objects.get(pk=run.pk).status == Status.QUEUED
     assert "put back in the queue automatically once" in page
     SearchRun.objects.filter(pk=run.pk).update(status=Status.RUNNING)
+    reap_stuck_work()
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
     assert "re-queued automatically once before" in page
@@ -189,12 +199,14 @@ def test_a_deployment_build_without_heartbeats_is_requeued_then_failed(
         run=run, status=Status.RUNNING, started=beat, heartbeat=beat, worker="w1@gone"
     )
     with django_capture_on_commit_callbacks() as callbacks:
-        body = api.get(f"/api/deployments/{build.pk}/").json()
+        assert reap_stuck_deployments() == Reaped(requeued=[build.pk])
+    body = api.get(f"/api/deployments/{build.pk}/").json()
     assert (body["status"], body["auto_resumes"], body["worker"]) == ("queued", 1, "")
     (send,) = callbacks  # build_deployment, on the run's queue, once this commits
-    assert send.args == ((build.pk,),) and send.keywords == {"queue": run.queue}
+    assert send.args == (BUILD_DEPLOYMENT, (build.pk,)) and send.keywords == {"queue": run.queue}
 
     Deployment.objects.filter(pk=build.pk).update(status=Status.RUNNING)
+    assert reap_stuck_deployments() == Reaped(failed=[build.pk])
     client = Client()
     client.force_login(alice)
     page = client.get(f"/deployments/{build.pk}/").content.decode()
@@ -215,16 +227,34 @@ def test_live_deployment_builds_are_left_alone(alice, settings):
     assert Deployment.objects.get(pk=queued.pk).status == Status.QUEUED
 
 
-def test_requests_look_at_most_once_per_interval(api, alice, settings, monkeypatch):
-    from webapp.runs import watchdog
-
+def test_reads_change_nothing_even_when_work_is_stuck(api, alice, settings):
+    # the pages and the API only read: a stuck run or build stays as it is until a worker,
+    # beat's periodic task or the management command looks
     settings.PONAS_HEARTBEAT_TIMEOUT = 60
     settings.PONAS_AUTO_RESUMES = 0
-    settings.PONAS_REQUEST_LOOK_SECONDS = 3600
-    monkeypatch.setattr(watchdog, "_last_request_look", float("-inf"))
-    first = running(alice, 120)
-    assert api.get(f"/api/runs/{first.pk}/").json()["status"] == "failed"
-    second = running(alice, 120)
-    assert api.get(f"/api/runs/{second.pk}/").json()["status"] == "running"  # not looked yet
-    monkeypatch.setattr(watchdog, "_last_request_look", float("-inf"))  # (the interval is over)
-    assert api.get(f"/api/runs/{second.pk}/").json()["status"] == "failed"
+    run = running(alice, 120)
+    beat = timezone.now() - timedelta(seconds=120)
+    build = Deployment.objects.create(
+        run=make_finished_run(alice), status=Status.RUNNING, started=beat, heartbeat=beat
+    )
+    client = Client()
+    client.force_login(alice)
+    for url in ["/api/runs/", f"/api/runs/{run.pk}/", "/api/deployments/"]:
+        assert api.get(url).status_code == 200
+    api.get(f"/api/deployments/{build.pk}/")
+    for url in ["/", f"/runs/{run.pk}/", "/deployments/", f"/deployments/{build.pk}/"]:
+        assert client.get(url).status_code == 200
+    assert SearchRun.objects.get(pk=run.pk).status == Status.RUNNING
+    assert Deployment.objects.get(pk=build.pk).status == Status.RUNNING
+    reap_stuck_work()
+    assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
+    assert Deployment.objects.get(pk=build.pk).status == Status.FAILED
+
+
+def test_beat_sends_the_watchdog_look_every_watchdog_interval(settings):
+    from webapp.celery import app
+
+    (entry,) = settings.CELERY_BEAT_SCHEDULE.values()
+    assert entry["task"] == reap_stuck_work.name == "tasks.watchdog.reap_stuck_work"
+    assert entry["schedule"] == settings.PONAS_WATCHDOG_SECONDS
+    assert app.amqp.router.route({}, entry["task"])["queue"].name == "default"

@@ -37,8 +37,7 @@ def kill(pool) -> None:
 
 
 def wait_until(pool, run_id, done, timeout=120) -> SearchRun:
-    """Poll the database (not the API: listing or opening a run would reap it here, and this
-    test wants to see the workers do it)."""
+    """Poll the database until ``done(run)``: the workers reap, this only watches."""
     deadline = time.monotonic() + timeout
     while not done(run := SearchRun.objects.get(pk=run_id)):
         assert time.monotonic() < deadline, (

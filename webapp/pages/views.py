@@ -8,14 +8,13 @@ from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Avg, Count, Max, Min
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from webapp.pages.forms import SearchForm, preset_info
 from webapp.pages.markdown import render_markdown
-from webapp.runs.api import enqueue_search
+from webapp.runs import services
 from webapp.runs.models import (
     FORMATS,
     Artifact,
@@ -32,7 +31,6 @@ from webapp.runs.serializers import (
     SearchRunSerializer,
 )
 from webapp.runs.tables import accuracy_table
-from webapp.runs.watchdog import look_on_request
 
 PAGE_SIZE = 20
 
@@ -43,7 +41,6 @@ def _page(request, queryset):
 
 @login_required
 def runs_list(request):
-    look_on_request()
     runs = SearchRun.objects.filter(owner=request.user)
     counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
     status = request.GET.get("status", "")
@@ -81,8 +78,8 @@ def run_new(request):
 
 
 def _create_run(request, form: SearchForm) -> SearchRun | None:
-    """Create and queue the run through the API's serializer and enqueue function, so a run
-    started here is the same as one started with ``POST /api/runs/``."""
+    """Create and queue the run through the API's serializer and service, so a run started
+    here is the same as one started with ``POST /api/runs/``."""
     data = form.cleaned_data
     serializer = SearchRunSerializer(
         data={
@@ -100,10 +97,7 @@ def _create_run(request, form: SearchForm) -> SearchRun | None:
                 else:
                     form.add_error(field if field in form.fields else None, str(message))
         return None
-    with transaction.atomic():
-        run = serializer.save(owner=request.user)
-        enqueue_search(run)
-    return run
+    return services.create_run(request.user, **serializer.validated_data)
 
 
 def _timeline(run: SearchRun) -> list[dict[str, Any]]:
@@ -173,7 +167,6 @@ def _stage2_rows(run: SearchRun) -> list[dict[str, Any]]:
 
 @login_required
 def run_detail(request, pk: int):
-    look_on_request()
     run = get_object_or_404(SearchRun, pk=pk, owner=request.user)
     stage2 = _stage2_rows(run)
     deployments = run.deployments.all()[:50]
@@ -195,7 +188,6 @@ def run_detail(request, pk: int):
 
 @login_required
 def deployments_list(request):
-    look_on_request()
     deployments = Deployment.objects.filter(run__owner=request.user).select_related("run")
     return render(request, "pages/deployments_list.html", {"page": _page(request, deployments)})
 
@@ -228,7 +220,6 @@ def _architecture(deployment: Deployment) -> list[dict[str, Any]]:
 
 @login_required
 def deployment_detail(request, pk: int):
-    look_on_request()
     deployment = get_object_or_404(
         Deployment.objects.select_related("run"), pk=pk, run__owner=request.user
     )

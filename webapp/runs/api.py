@@ -1,29 +1,27 @@
 """The REST API (DESIGN.md "REST API"): runs, their tables, budget previews, Pareto frontiers,
-deployments and their downloads. Views stay thin: serializers validate, tasks do the work,
-``ponas`` answers the questions. Every query is scoped to the requesting user."""
+deployments and their downloads. Views stay thin: serializers validate, ``services`` changes
+state (and sends the workers their tasks), ``ponas`` answers the questions. Every query is
+scoped to the requesting user. Reads change nothing."""
 
 from __future__ import annotations
 
-import shutil
-
 import django_filters.rest_framework as filters
-from django.db import transaction
 from django.http import FileResponse, HttpResponse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
+from rest_framework.serializers import Serializer
 
 from ponas.deploy import Infeasible, pareto_frontier, solve
 from ponas.table import AccuracyTable
 from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
+from webapp.runs import services
 from webapp.runs.models import FORMATS, Deployment, SearchRun, Status
 from webapp.runs.tables import accuracy_table
-from webapp.runs.watchdog import look_on_request
 
 # ---- runs -----------------------------------------------------------------------------------
 
@@ -38,14 +36,6 @@ class RunFilter(filters.FilterSet):
     class Meta:
         model = SearchRun
         fields = ["status", "preset"]
-
-
-def enqueue_search(run: SearchRun) -> None:
-    """Send the run's first task once the transaction that created (or resumed) it commits."""
-    from tasks.search import run_search
-
-    run_id, attempt, queue = run.pk, run.attempt, run.queue
-    transaction.on_commit(lambda: run_search.apply_async((run_id, attempt), queue=queue))
 
 
 class NoTable(APIException):
@@ -68,6 +58,7 @@ LIST_ERRORS = {400: OpenApiTypes.OBJECT, 404: ERROR}
     list=extend_schema(responses={200: s.SearchRunSerializer(many=True), **LIST_ERRORS}),
     create=extend_schema(responses={201: s.SearchRunSerializer, 400: OpenApiTypes.OBJECT}),
     retrieve=extend_schema(responses={200: s.SearchRunDetailSerializer, 404: ERROR}),
+    destroy=extend_schema(responses={204: None, 404: ERROR, 409: ERROR}),
 )
 class RunViewSet(
     OwnedObjectMixin,
@@ -85,77 +76,39 @@ class RunViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return SearchRun.objects.none()
-        if self.action in ("list", "retrieve"):
-            look_on_request()  # a run whose worker vanished is re-queued or failed, never stuck
         return SearchRun.objects.filter(owner=self.request.user)
 
     def get_serializer_class(self):
         return s.SearchRunDetailSerializer if self.action == "retrieve" else s.SearchRunSerializer
 
     def perform_create(self, serializer) -> None:
-        enqueue_search(serializer.save(owner=self.request.user))
+        serializer.instance = services.create_run(self.request.user, **serializer.validated_data)
 
-    @extend_schema(responses={204: None, 404: ERROR, 409: ERROR})
-    def destroy(self, request, *args, **kwargs):
-        run = self.get_object()
-        if run.is_active:
-            return error(
-                f"run {run.pk} is {run.status}: cancel it before deleting it",
-                status.HTTP_409_CONFLICT,
-            )
-        out_dir = run.out_dir
-        run.delete()
-        transaction.on_commit(lambda: shutil.rmtree(out_dir, ignore_errors=True))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+    def perform_destroy(self, run: SearchRun) -> None:
+        services.delete_run(run)
 
-    def stored_table(self) -> tuple[SearchRun, AccuracyTable]:
-        """The run of the URL and its accuracy table; 404, or 409 if it has none (yet)."""
+    def stored_table(self, query_class) -> tuple[Serializer, SearchRun, AccuracyTable]:
+        """The URL's query (validated by ``query_class``: 400), its run (404) and the run's
+        accuracy table (409 if it has none yet)."""
+        query = query_class(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
         run = self.get_object()
         if not run.has_table:
             raise NoTable(run)
-        return run, accuracy_table(run)
+        return query, run, accuracy_table(run)
 
     @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Stop a queued or running search at the next step; its checkpoints are kept."""
-        run = self.get_object()
-        runs = SearchRun.objects.filter(pk=run.pk)
-        # a queued run is cancelled at once; a running one by its worker, at a step boundary
-        if not runs.filter(status=Status.QUEUED).update(
-            status=Status.CANCELLED, cancel_requested=True, finished=timezone.now()
-        ):
-            if not runs.filter(status=Status.RUNNING).update(cancel_requested=True):
-                run.refresh_from_db()
-                return error(
-                    f"run {run.pk} is {run.status}; only queued or running runs can be cancelled",
-                    status.HTTP_409_CONFLICT,
-                )
-        run.refresh_from_db()
+        run = services.cancel_run(self.get_object())
         return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         """Queue a failed or cancelled search again; it continues from its last checkpoint."""
-        run = self.get_object()
-        with transaction.atomic():
-            resumable = [Status.FAILED, Status.CANCELLED]
-            updated = SearchRun.objects.filter(pk=run.pk, status__in=resumable).update(
-                status=Status.QUEUED,
-                error="",
-                cancel_requested=False,
-                finished=None,
-                attempt=run.attempt + 1,
-                auto_resumes=0,
-            )
-            run.refresh_from_db()
-            if not updated:
-                return error(
-                    f"run {run.pk} is {run.status}; only failed or cancelled runs can be resumed",
-                    status.HTTP_409_CONFLICT,
-                )
-            enqueue_search(run)
+        run = services.resume_run(self.get_object())
         return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -171,9 +124,7 @@ class RunViewSet(
     @action(detail=True, methods=["get"])
     def table(self, request, pk=None):
         """The accuracy table (``ponas-table/1`` JSON, or CSV with ``?format=csv``)."""
-        query = s.TableQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run, table = self.stored_table()
+        query, run, table = self.stored_table(s.TableQuerySerializer)
         if query.validated_data["format"] == "csv":
             return HttpResponse(
                 table.to_csv(),
@@ -189,9 +140,7 @@ class RunViewSet(
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):
         """The most accurate network within the budgets, from the stored table (no worker)."""
-        query = s.BudgetQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run, table = self.stored_table()
+        query, run, table = self.stored_table(s.BudgetQuerySerializer)
         budgets = query.budgets()
         try:
             selection = solve(table, budgets)
@@ -209,9 +158,7 @@ class RunViewSet(
     @action(detail=True, methods=["get"])
     def pareto(self, request, pk=None):
         """Every network not beaten in both score and the chosen cost, cheapest first."""
-        query = s.ParetoQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        run, table = self.stored_table()
+        query, run, table = self.stored_table(s.ParetoQuerySerializer)
         kind = query.validated_data["cost"]
         if kind not in table.cost:
             return Response(
@@ -278,16 +225,10 @@ class DeploymentViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Deployment.objects.none()
-        if self.action in ("list", "retrieve"):
-            look_on_request()  # a build whose worker vanished is re-queued or failed
         return Deployment.objects.filter(run__owner=self.request.user)
 
     def perform_create(self, serializer) -> None:
-        from tasks.deploy import build_deployment
-
-        deployment = serializer.save()
-        queue = deployment.run.queue
-        transaction.on_commit(lambda: build_deployment.apply_async((deployment.pk,), queue=queue))
+        serializer.instance = services.start_deployment(**serializer.validated_data)
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, "path", enum=list(FORMATS))],

@@ -47,6 +47,10 @@ def _storable_number(value: Any) -> bool:
     return True
 
 
+# What runs and deployments both report of their life: why it failed, when, on which worker.
+LIFECYCLE = ["error", "created", "started", "finished", "worker", "heartbeat"]
+
+
 class SearchRunSerializer(serializers.ModelSerializer):
     preset = serializers.ChoiceField(
         choices=PRESETS,
@@ -72,13 +76,8 @@ class SearchRunSerializer(serializers.ModelSerializer):
             "stage",
             "progress",
             "current_layer",
-            "error",
-            "created",
-            "started",
+            *LIFECYCLE,
             "stage2_started",
-            "finished",
-            "worker",
-            "heartbeat",
             "cancel_requested",
             "auto_resumes",
         ]
@@ -203,12 +202,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "cost",
             "measured_accuracy",
             "metrics",
-            "error",
-            "created",
-            "started",
-            "finished",
-            "worker",
-            "heartbeat",
+            *LIFECYCLE,
             "auto_resumes",
             "downloads",
         ]

@@ -1,9 +1,11 @@
-"""A run's accuracy table, rebuilt from the database (the source of truth for results).
+"""A run's accuracy table, rebuilt from the database: the one source of what a run serves.
 
-The ``ponas-table/1`` dict comes from the run's :class:`TableEntry` rows plus what the run
-stores next to them (space spec, base cost, chosen path, meta). Parsed tables are kept in a
-small in-process LRU keyed by (run id, table version), so ``preview`` and ``pareto`` cost one
-query and the solver.
+The ``ponas-table/1`` dict comes from the run's :class:`TableEntry` rows (one per scored
+candidate, written by its task) plus what the run stores next to them (space spec and base
+cost after stage 1, the chosen path layer by layer, meta at the end). The ``table.json`` a
+search also writes into the artifact store is that table as a file, for ``ponas deploy``
+elsewhere; the web app never reads it back. Parsed tables are kept in a small in-process LRU
+keyed by (run id, table version), so ``preview`` and ``pareto`` cost one query and the solver.
 """
 
 from __future__ import annotations
@@ -84,10 +86,10 @@ def accuracy_table(run: SearchRun) -> AccuracyTable:
 
 
 def store_table(run: SearchRun, table: AccuracyTable, worker: str = "") -> None:
-    """Record a whole table as the run's result (entries, space, base cost, path, meta).
-
-    Entries already recorded (by the candidate tasks of a search) keep their values.
-    """
+    """Record a table computed elsewhere (an imported table; tests and benches) as the run's
+    result: its cells become the run's rows, and its space, base cost, path and meta go on the
+    run. Rows already recorded keep their values. A search records its rows as it scores them
+    and never calls this."""
     entries = [
         TableEntry(
             run=run,

@@ -7,21 +7,18 @@ never left ``running``. A deployment build whose worker vanished is re-queued th
 (it starts over: builds are short); after that it is marked failed.
 
 Who looks: every worker, when it starts and then every ``PONAS_WATCHDOG_SECONDS``
-(``tasks.watchdog``); the API and the pages, when runs or deployments are listed or opened
-(at most once every ``PONAS_REQUEST_LOOK_SECONDS`` per server process: two indexed queries,
-kept off most requests); and ``manage.py reap_stuck_runs``. Any number of them may look at once: each change is
-a conditional UPDATE that only one wins, and a heartbeat that arrives meanwhile wins over all.
+(``tasks.watchdog``); the periodic task ``tasks.watchdog.reap_stuck_work`` that Celery beat
+sends as often; and ``manage.py reap_stuck_runs`` (e.g. from cron). Never a request: reads
+change nothing. Any number of them may look at once: each change is a conditional UPDATE that
+only one wins, and a heartbeat that arrives meanwhile wins over all.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from webapp.runs.models import Deployment, SearchRun, Status
+from webapp.runs.services import send_build, send_search
 
 log = logging.getLogger("webapp")
 
@@ -76,47 +74,76 @@ def _cutoff(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.PONAS_HEARTBEAT_TIMEOUT)
 
 
-@dataclass
-class _Lost:
-    """Running work whose worker vanished, as the shared reaping loop needs it."""
+@dataclass(frozen=True)
+class _Kind:
+    """How one kind of running work is reaped; each function takes the item's row (a dict of
+    ``pk``, ``auto_resumes``, ``seen`` and ``fields``)."""
 
-    pk: int
-    auto_resumes: int
-    seen: datetime  # its last sign of life
-    current: models.QuerySet  # just this item while it is still stuck: updates go through it
-    requeue: dict[str, Any]  # fields set besides the status when it is re-queued
-    send: Callable[[], Any]  # sends its task again (once the re-queue commits)
+    what: str
+    model: type[models.Model]
+    fields: tuple[str, ...]  # what the functions below read besides pk
+    current: Callable[[dict], dict[str, Any]]  # filters for just this item (e.g. its attempt)
+    requeue: Callable[[dict], dict[str, Any]]  # fields set besides the status when re-queued
+    send: Callable[[dict], Any]  # sends its task again once the re-queue commits (services)
+    next_step: str  # what the user can do once it is failed
 
 
-def _reap(what: str, lost: Iterable[_Lost], next_step: str, now: datetime) -> Reaped:
+RUNS = _Kind(
+    "run",
+    SearchRun,
+    ("attempt", "queue"),
+    current=lambda row: {"attempt": row["attempt"]},
+    requeue=lambda row: {"attempt": row["attempt"] + 1},
+    send=lambda row: send_search(row["pk"], row["attempt"] + 1, row["queue"]),
+    next_step=RESUME_HINT,
+)
+DEPLOYMENTS = _Kind(
+    "deployment",
+    Deployment,
+    ("run__queue",),
+    current=lambda row: {},
+    requeue=lambda row: {},
+    send=lambda row: send_build(row["pk"], row["run__queue"]),
+    next_step="deploy again to build it",
+)
+
+
+def _reap(kind: _Kind, now: datetime | None) -> Reaped:
+    now = now or timezone.now()
+    cutoff = _cutoff(now)
+    objects = kind.model.objects
+    found = _stuck(objects, cutoff).annotate(seen=LAST_SIGN)
     reaped = Reaped()
-    for item in lost:
-        # conditional: a heartbeat that arrives meanwhile (or another watchdog) wins
-        if item.auto_resumes < settings.PONAS_AUTO_RESUMES:
+    for row in found.values("pk", "auto_resumes", "seen", *kind.fields):
+        pk, auto_resumes, seen = row["pk"], row["auto_resumes"], row["seen"]
+        # just this item while it is still stuck: a heartbeat that arrives meanwhile (or
+        # another watchdog) wins
+        current = _stuck(objects.filter(pk=pk, **kind.current(row)), cutoff)
+        if auto_resumes < settings.PONAS_AUTO_RESUMES:
             with transaction.atomic():
-                if item.current.update(
+                if current.update(
                     status=Status.QUEUED,
-                    auto_resumes=item.auto_resumes + 1,
+                    auto_resumes=auto_resumes + 1,
                     worker="",
-                    **item.requeue,
+                    **kind.requeue(row),
                 ):
-                    transaction.on_commit(item.send)
+                    kind.send(row)
                     log.warning(
                         "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
-                        what,
-                        item.pk,
-                        item.seen,
-                        item.auto_resumes + 1,
+                        kind.what,
+                        pk,
+                        seen,
+                        auto_resumes + 1,
                         settings.PONAS_AUTO_RESUMES,
                     )
-                    reaped.requeued.append(item.pk)
-        elif item.current.update(
+                    reaped.requeued.append(pk)
+        elif current.update(
             status=Status.FAILED,
-            error=stuck_message(item.seen, item.auto_resumes, next_step),
+            error=stuck_message(seen, auto_resumes, kind.next_step),
             finished=now,
         ):
-            log.warning("%s %s: no heartbeat since %s; marked failed", what, item.pk, item.seen)
-            reaped.failed.append(item.pk)
+            log.warning("%s %s: no heartbeat since %s; marked failed", kind.what, pk, seen)
+            reaped.failed.append(pk)
     return reaped
 
 
@@ -124,68 +151,15 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
     """Re-queue (or, with no automatic resumes left, fail) every run without a heartbeat for
     the timeout. A re-queued run is a new attempt: tasks of the lost attempt do nothing, and
     its ``run_search`` continues from the last checkpoint."""
-    from tasks.search import run_search  # tasks import this module's models; import late
-
-    now = now or timezone.now()
-    cutoff = _cutoff(now)
-    found = _stuck(SearchRun.objects, cutoff).annotate(seen=LAST_SIGN)
-    lost = (
-        _Lost(
-            pk,
-            auto_resumes,
-            seen,
-            current=_stuck(SearchRun.objects.filter(pk=pk, attempt=attempt), cutoff),
-            requeue={"attempt": attempt + 1},
-            send=partial(run_search.apply_async, (pk, attempt + 1), queue=queue),
-        )
-        for pk, attempt, auto_resumes, queue, seen in found.values_list(
-            "pk", "attempt", "auto_resumes", "queue", "seen"
-        )
-    )
-    return _reap("run", lost, RESUME_HINT, now)
+    return _reap(RUNS, now)
 
 
 def reap_stuck_deployments(now: datetime | None = None) -> Reaped:
     """The same for deployment builds: a re-queued build starts over."""
-    from tasks.deploy import build_deployment
-
-    now = now or timezone.now()
-    cutoff = _cutoff(now)
-    found = _stuck(Deployment.objects, cutoff).annotate(seen=LAST_SIGN)
-    lost = (
-        _Lost(
-            pk,
-            auto_resumes,
-            seen,
-            current=_stuck(Deployment.objects.filter(pk=pk), cutoff),
-            requeue={},
-            send=partial(build_deployment.apply_async, (pk,), queue=queue),
-        )
-        for pk, auto_resumes, queue, seen in found.values_list(
-            "pk", "auto_resumes", "run__queue", "seen"
-        )
-    )
-    return _reap("deployment", lost, "deploy again to build it", now)
+    return _reap(DEPLOYMENTS, now)
 
 
 def reap_all(now: datetime | None = None) -> tuple[Reaped, Reaped]:
     """One look at both: ``(runs, deployments)``."""
     now = now or timezone.now()
     return reap_stuck_runs(now), reap_stuck_deployments(now)
-
-
-_last_request_look = float("-inf")
-_request_look_lock = threading.Lock()
-
-
-def look_on_request() -> None:
-    """The API's and the pages' look (:func:`reap_all`), at most once every
-    ``PONAS_REQUEST_LOOK_SECONDS`` in this process: workers look on their own, this covers
-    the time when none is running."""
-    global _last_request_look
-    now = time.monotonic()
-    with _request_look_lock:
-        if now - _last_request_look < settings.PONAS_REQUEST_LOOK_SECONDS:
-            return
-        _last_request_look = now
-    reap_all()

@@ -1,7 +1,7 @@
 """`manage.py reap_stuck_runs`: look once for running runs and deployment builds whose worker
 stopped sending heartbeats (for ``PONAS_HEARTBEAT_TIMEOUT`` seconds): re-queue them, or mark
-them failed once ``PONAS_AUTO_RESUMES`` automatic resumes are used up. Workers do this on
-their own; the command is for when none is running (e.g. from cron)."""
+them failed once ``PONAS_AUTO_RESUMES`` automatic resumes are used up. Workers and Celery
+beat's periodic task do this on their own; the command is for cron, where beat does not run."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`manage.py runlocal` (what `make run` does): migrate, make sure a local admin exists,
-then serve on 127.0.0.1:8000 (gunicorn) with one Celery worker; Ctrl-C stops both."""
+then serve on 127.0.0.1:8000 (gunicorn) with one Celery worker and Celery beat (the watchdog's
+schedule); Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ PASSWORD_FILE = "admin-password.txt"
 
 
 class Command(BaseCommand):
-    help = "Migrate, create a local admin if there is none, run the web server and one worker."
+    help = (
+        "Migrate, create a local admin if there is none, run the web server, one worker and beat."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
@@ -40,6 +43,9 @@ class Command(BaseCommand):
             "worker": [python, "-m", "celery", "-A", "webapp", "worker", "-Q", "default,gpu"]
             + ["-P", "solo", "-n", "local@%h", "-l", "info"]
             + ["--without-mingle", "--without-gossip", "--without-heartbeat"],
+            # sends the watchdog's look every PONAS_WATCHDOG_SECONDS (its schedule file in var/)
+            "beat": [python, "-m", "celery", "-A", "webapp", "beat", "-l", "info"]
+            + ["-s", settings.CELERY_BEAT_SCHEDULE_FILENAME],
         }
         broker = settings.CELERY_BROKER_URL.split("://")[0]
         self.stdout.write(
@@ -68,8 +74,8 @@ class Command(BaseCommand):
         self.shutdown(procs)
 
     def shutdown(self, procs: dict[str, subprocess.Popen]) -> None:
-        """SIGTERM: gunicorn stops, the worker stops its task at the next step (back to the
-        queue, resumed next time); anything still alive after 30 s is killed."""
+        """SIGTERM: gunicorn and beat stop, the worker stops its task at the next step (back to
+        the queue, resumed next time); anything still alive after 30 s is killed."""
         for proc in procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

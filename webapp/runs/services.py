@@ -1,0 +1,115 @@
+"""The state changes of runs and deployments: what a user (through a page or the API) and
+the watchdog may do to them. Views and viewsets validate, call one of these and serialize.
+
+Each transition is a conditional UPDATE on the status it starts from, so two requests (or a
+request and a worker) that race cannot both win. Work goes to the workers as Celery tasks sent
+by name once the transaction that made the change commits: the web app never imports
+``tasks/`` (the workers register these names there).
+"""
+
+from __future__ import annotations
+
+import shutil
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.celery import app
+from webapp.runs.models import Deployment, SearchRun, Status
+
+# Task names, as tasks/ registers them (``@shared_task(name=...)``).
+RUN_SEARCH = "tasks.search.run_search"
+BUILD_DEPLOYMENT = "tasks.deploy.build_deployment"
+
+
+class Conflict(Exception):
+    """The object is not in a status this change starts from (the API answers 409)."""
+
+
+def send_on_commit(task: str, args: tuple, queue: str) -> None:
+    """Send ``task`` to ``queue`` once the current transaction commits (at once outside one):
+    a worker never sees a row that is not there yet, and a rolled-back change sends nothing."""
+    transaction.on_commit(partial(app.send_task, task, args, queue=queue))
+
+
+def send_search(run_id: int, attempt: int, queue: str) -> None:
+    """Queue a run's ``run_search`` for this attempt (stage 1, then stage 2 where it was)."""
+    send_on_commit(RUN_SEARCH, (run_id, attempt), queue)
+
+
+def send_build(deployment_id: int, queue: str) -> None:
+    """Queue a deployment's build."""
+    send_on_commit(BUILD_DEPLOYMENT, (deployment_id,), queue)
+
+
+# ---- runs -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def create_run(owner, **fields: Any) -> SearchRun:
+    """Store a validated run (name, preset, config, queue) and queue its search."""
+    run = SearchRun.objects.create(owner=owner, **fields)
+    send_search(run.pk, run.attempt, run.queue)
+    return run
+
+
+def cancel_run(run: SearchRun) -> SearchRun:
+    """Stop a queued or running search: a queued one is cancelled at once, a running one by
+    its worker at the next step (its checkpoints are kept)."""
+    runs = SearchRun.objects.filter(pk=run.pk)
+    if not runs.filter(status=Status.QUEUED).update(
+        status=Status.CANCELLED, cancel_requested=True, finished=timezone.now()
+    ) and not runs.filter(status=Status.RUNNING).update(cancel_requested=True):
+        run.refresh_from_db()
+        raise Conflict(
+            f"run {run.pk} is {run.status}; only queued or running runs can be cancelled"
+        )
+    run.refresh_from_db()
+    return run
+
+
+@transaction.atomic
+def resume_run(run: SearchRun) -> SearchRun:
+    """Queue a failed or cancelled search again as a new attempt (tasks of the earlier one
+    still in a queue then do nothing); it continues from its last checkpoint and gets its
+    automatic resumes back."""
+    updated = SearchRun.objects.filter(
+        pk=run.pk, status__in=[Status.FAILED, Status.CANCELLED]
+    ).update(
+        status=Status.QUEUED,
+        error="",
+        cancel_requested=False,
+        finished=None,
+        attempt=run.attempt + 1,
+        auto_resumes=0,
+    )
+    run.refresh_from_db()
+    if not updated:
+        raise Conflict(
+            f"run {run.pk} is {run.status}; only failed or cancelled runs can be resumed"
+        )
+    send_search(run.pk, run.attempt, run.queue)
+    return run
+
+
+def delete_run(run: SearchRun) -> None:
+    """Delete a finished run, its records and (once that commits) its files."""
+    if run.is_active:
+        raise Conflict(f"run {run.pk} is {run.status}: cancel it before deleting it")
+    out_dir = run.out_dir
+    run.delete()
+    transaction.on_commit(lambda: shutil.rmtree(out_dir, ignore_errors=True))
+
+
+# ---- deployments ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def start_deployment(**fields: Any) -> Deployment:
+    """Store a validated deployment (run, budgets, the chosen network, formats) and queue its
+    build on the run's queue."""
+    deployment = Deployment.objects.create(**fields)
+    send_build(deployment.pk, deployment.run.queue)
+    return deployment
