@@ -171,7 +171,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ponas-bench-") as tmp:
         env = configure(Path(tmp))
         token, table_run, ids, table = populate(args.runs)
-        from ponas.deploy import solve
+        from ponas.solve import solve
 
         lo = table.base_cost["macs"] + sum(min(r) for r in table.cost["macs"])
         hi = table.base_cost["macs"] + sum(max(r) for r in table.cost["macs"])

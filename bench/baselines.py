@@ -1,4 +1,4 @@
-"""Baselines the exact solver (:func:`ponas.deploy.solve`) is measured against.
+"""Baselines the exact solver (:func:`ponas.solve.solve`) is measured against.
 
 * :func:`greedy`: start from the best path, then repeatedly downgrade the block that loses
   the least accuracy per unit of cost saved, until every budget is met.

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from scipy.stats import kendalltau
 
-from ponas.deploy import pareto_frontier, solve, specialize
+from ponas.deploy import specialize
 from ponas.search import load_supernet, run_search
+from ponas.solve import pareto_frontier, solve
 from ponas.table import AccuracyTable
 
 

@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder o
 
 import baselines  # noqa: E402
 
-from ponas import deploy  # noqa: E402
-from ponas.deploy import Infeasible, format_cost, pareto_frontier, solve  # noqa: E402
+from ponas import solve as solve_module  # noqa: E402
+from ponas.solve import Infeasible, pareto_frontier, solve  # noqa: E402
 from ponas.space import load_space  # noqa: E402
 from ponas.table import AccuracyTable  # noqa: E402
+from ponas.units import format_cost  # noqa: E402
 
 
 def imagenet_table(seed: int, correlated: bool) -> AccuracyTable:
@@ -118,10 +119,10 @@ def main() -> None:
     # ---- one budget: the frontier, then a binary search per budget ----------------------------
     import scipy.optimize  # noqa: F401  (imported up front: its import is not solver time)
 
-    deploy._CACHE.clear()
+    solve_module._CACHE.clear()
     front, cold = timed(pareto_frontier, table, "macs")
-    deploy._CACHE.clear()
-    prob = deploy._problem(table)
+    solve_module._CACHE.clear()
+    prob = solve_module._problem(table)
     _, build = timed(prob.frontier, "score", "macs")
     solver, solver_times = [], []
     for b in budgets:

@@ -1,4 +1,4 @@
-"""The ``ponas`` command: describe, search, deploy, evaluate, profile.
+"""The ``ponas`` command: describe, search, deploy, evaluate, convert, profile.
 
 Every command prints a one-line ``ponas: error: ...`` and exits with status 2 on bad input
 (unknown model, malformed file, impossible budget), never a traceback.
@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ponas.units import format_cost, format_count
+
 EXIT_USAGE = 2
 
 
@@ -19,41 +21,9 @@ class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
-def _fmt_count(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.2f}{unit}"
-    return f"{n:g}"
-
-
-def resolve_model(spec: str, num_classes: int | None = None, input_size: int | None = None):
-    """``PONASA|PONASB|PONASC`` (imagenet space), an architecture ``.json``, or a bundle ``.pt``.
-
-    Returns ``(model, bundle_or_None)``. ``num_classes`` / ``input_size`` re-shape the space of
-    a released model or architecture for another dataset; a bundle keeps its own.
-    """
-    from ponas.export import load_bundle
-    from ponas.network import RELEASED, Network, load_architecture, released_name
-    from ponas.space import load_space
-
-    if Path(spec).suffix in (".pt", ".pth"):
-        return load_bundle(spec)
-    key = released_name(spec)
-    if key is not None:
-        space, choices = load_space("imagenet"), RELEASED[key]
-    elif spec.endswith(".json"):
-        net = load_architecture(spec)
-        space, choices = net.space, net.choices
-    else:
-        raise CommandError(
-            f"unknown model {spec!r}: expected PONASA, PONASB, PONASC, an architecture .json "
-            "or a checkpoint bundle .pt"
-        )
-    overrides = {"num_classes": num_classes, "input_size": input_size}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if overrides:
-        space = space.replace(**overrides)
-    return Network(space, choices), None
+def _note(text: str) -> None:
+    """One line to stderr about something done differently from what was asked."""
+    print(f"ponas: note: {text}", file=sys.stderr)
 
 
 # ---- describe ------------------------------------------------------------------------------
@@ -61,6 +31,7 @@ def resolve_model(spec: str, num_classes: int | None = None, input_size: int | N
 
 def cmd_describe(args: argparse.Namespace) -> int:
     from ponas.cost import base_cost, candidate_cost
+    from ponas.network import resolve_model
 
     model, _ = resolve_model(args.model)
     space = model.space
@@ -105,12 +76,13 @@ def cmd_describe(args: argparse.Namespace) -> int:
     for r in rows:
         print(
             f"{r['layer']:>5}  {r['choice']:<10} {r['in']:>5} {r['out']:>5} {r['stride']:>6} "
-            f"{r['size']:>5} {_fmt_count(r['macs']):>9} {_fmt_count(r['params']):>9}"
+            f"{r['size']:>5} {format_count(r['macs']):>9} {format_count(r['params']):>9}"
         )
     print(
-        f"fixed parts (stem, first block, head): {_fmt_count(base.macs)} MACs, {_fmt_count(base.params)} params"
+        "fixed parts (stem, first block, head): "
+        f"{format_cost('macs', base.macs)}, {format_cost('params', base.params)}"
     )
-    print(f"total: {_fmt_count(total_macs)} MACs, {_fmt_count(total_params)} params")
+    print(f"total: {format_cost('macs', total_macs)}, {format_cost('params', total_params)}")
     return 0
 
 
@@ -162,21 +134,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 # ---- evaluate ------------------------------------------------------------------------------
 
-EVAL_KEYS = {
-    "cuda",
-    "ngpu",
-    "num_workers",
-    "batch_size",
-    "datasets",
-    "dataset_dir",
-    "input_size",
-    "mean",
-    "std",
-    "log_dir",
-    "val_size",
-    "seed",
-}
-
 
 def load_yaml_config(path: str, allowed: set[str] | None = None) -> dict[str, Any]:
     import yaml
@@ -197,132 +154,53 @@ def load_yaml_config(path: str, allowed: set[str] | None = None) -> dict[str, An
     return cfg
 
 
-def load_weights(model, path: str) -> None:
-    """Load a plain state dict (or a dict holding one) with a CPU map_location; a mismatch is an
-    error listing the keys, not a traceback."""
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise CommandError(f"--pretrain {p}: no such file")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CommandError(f"--pretrain {p}: not a readable PyTorch checkpoint ({exc})") from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict):
-        raise CommandError(f"--pretrain {p}: expected a state dict, got {type(obj).__name__}")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(
-        k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or wrong_shape:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {show(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {show(unexpected)}")
-        if wrong_shape:
-            parts.append(f"wrong shape {len(wrong_shape)}: {show(wrong_shape)}")
-        raise CommandError(f"--pretrain {p} does not fit the model: " + "; ".join(parts))
-    model.load_state_dict(state)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
-    from ponas.cost import _median_ms, network_cost
-    from ponas.data import load_dataset, make_loader
-    from ponas.files import atomic_write_text
-    from ponas.train import evaluate, pick_device
+    from ponas.evaluate import CONFIG_KEYS, evaluate_pretrained
+    from ponas.network import WeightsError
 
-    cfg = load_yaml_config(args.cfg, EVAL_KEYS)
-    model, bundle = resolve_model(args.model)
-    space = model.space
-    dataset = str(cfg.get("datasets", space.dataset)).lower()
-    dataset = {"imagenet": "imagefolder"}.get(dataset, dataset)
-    input_size = int(
-        cfg.get("input_size", bundle["preprocessing"]["input_size"] if bundle else space.input_size)
-    )
-    mean = cfg.get("mean", list(space.mean))
-    std = cfg.get("std", list(space.std))
-    splits = load_dataset(
-        dataset,
-        cfg.get("dataset_dir"),
-        input_size=input_size,
-        mean=mean,
-        std=std,
-        val_size=cfg.get("val_size", 0.1),
-        seed=int(cfg.get("seed", 0)),
-    )
-    if bundle is None:
-        model, _ = resolve_model(args.model, num_classes=splits.num_classes, input_size=input_size)
-        if not args.pretrain:
-            raise CommandError(
-                f"--pretrain is required with --model {args.model} (weights to evaluate)"
-            )
-        load_weights(model, args.pretrain)
-    elif args.pretrain:
-        load_weights(model, args.pretrain)
-    if model.space.num_classes != splits.num_classes:
-        raise CommandError(
-            f"the model predicts {model.space.num_classes} classes, the {dataset} data has {splits.num_classes}"
-        )
-    device = pick_device(bool(cfg.get("cuda", False)))
-    model = model.to(device).eval()
-    forward = model
-    ngpu = int(cfg.get("ngpu", 1))
-    if device.type == "cuda" and ngpu > 1 and torch.cuda.device_count() > 1:
-        forward = torch.nn.DataParallel(
-            model, device_ids=list(range(min(ngpu, torch.cuda.device_count())))
-        )
-    loader = make_loader(
-        splits.test,
-        int(cfg.get("batch_size", 64)),
-        shuffle=False,
-        num_workers=int(cfg.get("num_workers", 0)),
-    )
-    bar = tqdm(total=len(splits.test), desc="evaluating", unit="img", file=sys.stderr)
-    metrics = evaluate(forward, loader, device, topk=(1, 5), progress=bar.update)
-    bar.close()
-    cost = network_cost(model.space, model.choices)
-    x = torch.randn(1, model.space.in_channels, input_size, input_size, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    with torch.inference_mode():
-        latency = _median_ms(lambda: model(x), sync, warmup=10, repeats=30)
-    result = {
-        "model": args.model,
-        "top1": metrics["top1"],
-        "top5": metrics["top5"],
-        "examples": metrics["examples"],
-        "macs": cost.macs,
-        "params": cost.params,
-        "latency_ms": latency,
-        "device": str(device),
-    }
+    cfg = load_yaml_config(args.cfg, CONFIG_KEYS)
+    bars: list[tqdm] = []  # opened once the images are counted: errors before print alone
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="evaluating", unit="img", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = evaluate_pretrained(cfg, args.model, args.pretrain, progress, note=_note)
+    except WeightsError as exc:
+        raise CommandError(f"--pretrain {exc}") from None
+    finally:
+        for bar in bars:
+            bar.close()
     print(
-        f"top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  ({metrics['examples']} images)"
+        f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
+        f"({result['examples']} images)"
     )
     print(
-        f"MACs {_fmt_count(cost.macs)}  params {_fmt_count(cost.params)}  latency {latency:.2f} ms (batch 1, {device}, median)"
+        f"MACs {format_count(result['macs'])}  params {format_count(result['params'])}  "
+        f"latency {result['latency_ms']:.2f} ms (batch 1, {result['device']}, median)"
     )
-    if cfg.get("log_dir"):
-        out = Path(cfg["log_dir"]) / "evaluate.json"
-        atomic_write_text(out, json.dumps(result, indent=1))
     if args.json:
         print(json.dumps(result))
+    return 0
+
+
+# ---- convert -------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ponas.export import convert_weights
+    from ponas.network import WeightsError
+
+    try:
+        net, out = convert_weights(args.src, args.dst, args.to, args.model)
+    except WeightsError as exc:
+        raise CommandError(str(exc)) from None
+    what = "a bundle" if args.to == "ponas" else "a state dict in the reference's layout"
+    print(f"wrote {what}: {out} ({net.space.name} space, {' '.join(net.choices)})")
     return 0
 
 
@@ -398,8 +276,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from ponas.deploy import format_cost, pareto_frontier, parse_budget, solve
+    from ponas.solve import pareto_frontier, solve
     from ponas.table import AccuracyTable
+    from ponas.units import parse_budget
 
     table = AccuracyTable.load(args.table)
     if args.pareto:
@@ -566,9 +445,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", required=True, help="PONASA|PONASB|PONASC, an ARCH.json or a bundle .pt"
     )
-    p.add_argument("--pretrain", help="weights (.pth state dict); optional for a bundle")
+    p.add_argument(
+        "--pretrain",
+        help="weights (.pth state dict, ours or the reference's layout); optional for a bundle",
+    )
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("convert", help="weights between our layout and the reference's")
+    p.add_argument(
+        "--to",
+        required=True,
+        choices=["reference", "ponas"],
+        help="reference: a state dict for the reference's test.py; ponas: a bundle",
+    )
+    p.add_argument(
+        "--model",
+        help="PONASA|PONASB|PONASC or an ARCH.json for a plain state dict "
+        "(default: the released network the weights fit)",
+    )
+    p.add_argument("src", metavar="IN", help="a bundle .pt or a state dict (either layout)")
+    p.add_argument("dst", metavar="OUT", help="where to write")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("profile", help="measure a latency lookup table of every block")
     p.add_argument("--space", default="imagenet", help="preset name or space YAML")

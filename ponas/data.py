@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 __all__ = [
     "DATASETS",
+    "DATASET_CHANNELS",
     "BatchLoader",
     "DataSplits",
     "DatasetError",
@@ -43,10 +44,13 @@ __all__ = [
     "RandomCropFlip",
     "TensorImageDataset",
     "load_dataset",
+    "load_test_split",
     "make_loader",
 ]
 
 DATASETS = ("digits", "cifar10", "imagefolder")
+# input channels of the datasets that fix them (an image folder has as many as mean/std give)
+DATASET_CHANNELS = {"digits": 1, "cifar10": 3}
 
 # The digits test split must not move when the user changes the search seed, or accuracies of
 # runs with different seeds would be measured on different images.
@@ -727,6 +731,29 @@ def _image_folder(path: Path, mode: str) -> Any:
         ) from None
 
 
+def _image_mode(root: Path, mean: tuple[float, ...]) -> str:
+    """PIL's mode for images normalized with ``mean``: RGB or greyscale."""
+    if len(mean) not in (1, 3):
+        raise DatasetError(
+            f"{root}: mean/std have {len(mean)} values; expected 3 (RGB) or 1 (greyscale)"
+        )
+    return "RGB" if len(mean) == 3 else "L"
+
+
+def _eval_transform(input_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+    """The reference's evaluation preprocessing: resize to size / 0.875, center crop, normalize."""
+    from torchvision import transforms as T
+
+    return T.Compose(
+        [
+            T.Resize(int(input_size / 0.875)),
+            T.CenterCrop(input_size),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
+
+
 def _load_imagefolder(
     root: Path,
     input_size: int,
@@ -752,11 +779,7 @@ def _load_imagefolder(
             f"{root}: no val/ or test/ folder; expected train/ and val/ or test/ "
             "(ImageNet-style class subfolders)"
         )
-    if len(mean) not in (1, 3):
-        raise DatasetError(
-            f"{root}: mean/std have {len(mean)} values; expected 3 (RGB) or 1 (greyscale)"
-        )
-    mode = "RGB" if len(mean) == 3 else "L"
+    mode = _image_mode(root, mean)
     train_folder = _image_folder(root / "train", mode)
     test_folder = _image_folder(test_dir, mode)
     if train_folder.classes != test_folder.classes:
@@ -768,7 +791,7 @@ def _load_imagefolder(
         )
     normalize = [T.ToTensor(), T.Normalize(mean, std)]
     train_tf = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), *normalize])
-    eval_tf = T.Compose([T.Resize(int(input_size / 0.875)), T.CenterCrop(input_size), *normalize])
+    eval_tf = _eval_transform(input_size, mean, std)
     k = _val_count(val_size, len(train_folder.samples), str(root / "train"))
     train_idx, val_idx = _split(len(train_folder.samples), k, seed)
     train_idx, val_idx = train_idx.tolist(), val_idx.tolist()
@@ -814,7 +837,7 @@ def load_dataset(
         )
     where = key if root is None or key == "digits" else str(root)
     input_size = _check_input_size(input_size, where)
-    channels = {"digits": 1, "cifar10": 3}.get(key)
+    channels = DATASET_CHANNELS.get(key)
     m, s = _check_normalization(mean, std, channels, where)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise DatasetError(f"{where}: seed must be an int, got {seed!r}")
@@ -831,3 +854,36 @@ def load_dataset(
     if key == "cifar10":
         return _load_cifar10(root, input_size, m, s, val_size, int(seed))
     return _load_imagefolder(root, input_size, m, s, val_size, int(seed))
+
+
+def load_test_split(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    val_size: int | float = 0.1,
+    seed: int = 0,
+) -> tuple[Dataset, int]:
+    """Only what evaluation reads: ``(test split, number of classes)``.
+
+    An image folder needs no ``train/``: its ``val/`` (else ``test/``, the folder the
+    reference's ``test.py`` reads) is enough. Other datasets load as :func:`load_dataset`.
+    """
+    if str(name).strip().lower() != "imagefolder" or root is None:
+        splits = load_dataset(
+            name, root, input_size=input_size, mean=mean, std=std, val_size=val_size, seed=seed
+        )
+        return splits.test, splits.num_classes
+    root = Path(root).expanduser()
+    input_size = _check_input_size(input_size, str(root))
+    m, s = _check_normalization(mean, std, None, str(root))
+    test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if test_dir is None:
+        raise DatasetError(
+            f"{root}: no val/ or test/ folder; expected a folder with val/ or test/ "
+            "(ImageNet-style class subfolders)"
+        )
+    folder = _image_folder(test_dir, _image_mode(root, m))
+    return ImageFolderSplit(folder, None, _eval_transform(input_size, m, s)), len(folder.classes)

@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from ponas.files import atomic_write, atomic_write_text
-from ponas.network import Network
+from ponas.files import FILENAMES, FORMATS, MODEL_CARD_FILE, atomic_write, atomic_write_text
+from ponas.network import LAYOUTS, Network, load_file, network_for_weights, to_layout
 from ponas.space import SearchSpace
+from ponas.units import format_cost, format_count
 
 BUNDLE_FORMAT = "ponas-bundle/1"
 
@@ -72,12 +73,7 @@ def is_bundle(obj: Any) -> bool:
 def read_bundle(path: str | Path) -> dict[str, Any]:
     """Load a bundle's contents onto the CPU, whatever device it was saved from."""
     path = Path(path)
-    if not path.is_file():
-        raise BundleError(f"{path}: no such file (expected a PONAS checkpoint bundle .pt)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise BundleError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    obj = load_file(path, BundleError, " (expected a PONAS checkpoint bundle .pt)")
     if not is_bundle(obj):
         raise BundleError(
             f"{path}: not a PONAS bundle (expected a dict with format {BUNDLE_FORMAT!r}; "
@@ -92,10 +88,6 @@ def load_bundle(path: str | Path) -> tuple[Network, dict[str, Any]]:
     model = Network(SearchSpace.from_dict(bundle["space"]), bundle["choices"])
     model.load_state_dict(bundle["state_dict"])
     return model.eval(), bundle
-
-
-FORMATS = ("pt", "torchscript", "onnx")
-FILENAMES = {"pt": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 
 
 def export_torchscript(path: str | Path, model: Network) -> Path:
@@ -163,11 +155,11 @@ def model_card(
         "",
         "## Cost",
         "",
-        f"- MACs: {cost['macs'] / 1e6:.2f}M",
-        f"- Parameters: {cost['params'] / 1e6:.3f}M",
+        f"- MACs: {format_count(cost['macs'])}",
+        f"- Parameters: {format_count(cost['params'])}",
     ]
     if "latency_ms" in cost:
-        lines.append(f"- Predicted latency: {cost['latency_ms']:.2f} ms")
+        lines.append(f"- Predicted latency: {format_cost('latency_ms', cost['latency_ms'])}")
     if budgets:
         shown = ", ".join(f"{k} <= {v:g}" for k, v in budgets.items())
         lines.append(f"- Budgets: {shown}")
@@ -231,5 +223,26 @@ def export_all(
         else:
             written[fmt] = export_onnx(path, model)
     card = model_card(model, metrics, cost, predicted_score, budgets)
-    written["model_card"] = atomic_write_text(out / "model_card.md", card)
+    written["model_card"] = atomic_write_text(out / MODEL_CARD_FILE, card)
     return written
+
+
+def convert_weights(
+    src: str | Path, dst: str | Path, to: str, model: str | None = None
+) -> tuple[Network, Path]:
+    """Write the weights of ``src`` (a bundle, or a state dict in our layout or the reference's)
+    to ``dst`` in layout ``to``: ``"ponas"`` gives a bundle (what ``ponas evaluate`` and
+    ``ponas describe`` take), ``"reference"`` a plain state dict that the reference's
+    ``test.py`` loads. ``model`` names the network of a plain state dict (see
+    :func:`ponas.network.network_for_weights`). Returns ``(network, dst)``.
+    """
+    if to not in LAYOUTS:
+        raise ValueError(f"unknown weights layout {to!r}: expected {' or '.join(LAYOUTS)}")
+    try:
+        net, _ = load_bundle(src)
+    except BundleError:
+        net = network_for_weights(src, model)
+    if to == "ponas":
+        return net, save_bundle(dst, net)
+    state = to_layout(net, "reference")
+    return net, atomic_write(dst, lambda tmp: torch.save(state, tmp))

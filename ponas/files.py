@@ -1,4 +1,5 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files so that a reader never sees half of one, and the names of the files ponas
+writes (one definition each; the web app and the workers import them from here)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+# what a search writes into its output folder
+TABLE_FILE = "table.json"
+SUPERNET_FILE = "supernet.pt"
+CHECKPOINT_DIR = "checkpoints"
+
+# export formats of a specialized network and the file each is written to
+FORMATS = ("pt", "torchscript", "onnx")
+FILENAMES = {"pt": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+MODEL_CARD_FILE = "model_card.md"
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:

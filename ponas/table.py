@@ -65,8 +65,8 @@ def _show(value: Any) -> str:
     return "null" if value is None else repr(value) if isinstance(value, str) else f"{value}"
 
 
-def _validate(d: Any) -> dict[str, Any]:
-    """Check a table dict completely; return its fields normalized (deep copies)."""
+def _check_header(d: Any) -> None:
+    """The table is an object of the right format with exactly the known keys."""
     if not isinstance(d, dict):
         raise TableError(f"a table must be a JSON object, got {type(d).__name__}")
     if "format" not in d:
@@ -83,8 +83,9 @@ def _validate(d: Any) -> dict[str, Any]:
         if key not in d:
             raise TableError(f"table is missing the key {key!r}")
 
-    # -- space ------------------------------------------------------------------------------
-    space = d["space"]
+
+def _check_space(space: Any) -> SearchSpace | None:
+    """The space spec names a space; the full space when the spec is complete, else None."""
     if not isinstance(space, dict) or not isinstance(space.get("name"), str) or not space["name"]:
         raise TableError(
             f'"space" must be an object with at least a non-empty "name" (e.g. '
@@ -95,9 +96,11 @@ def _validate(d: Any) -> dict[str, Any]:
         full_space = SearchSpace.from_dict(space)
     except SpaceError:
         full_space = None
+    return full_space
 
-    # -- candidates -------------------------------------------------------------------------
-    cands = d["candidates"]
+
+def _check_candidates(cands: Any, full_space: SearchSpace | None) -> dict[str, int]:
+    """Canonical, distinct candidate names (the space's columns); their column by name."""
     if not isinstance(cands, list) or not cands:
         raise TableError(
             f'"candidates" must be a non-empty list of candidate names, got {_show(cands)}'
@@ -123,10 +126,22 @@ def _validate(d: Any) -> dict[str, Any]:
             f"candidates {cands} do not match the {full_space.name!r} space's columns "
             f"{list(full_space.candidates)}"
         )
-    width = len(cands)
+    return seen
 
-    # -- accuracy ---------------------------------------------------------------------------
-    acc = d["accuracy"]
+
+def _check_row(name: str, i: int, row: Any, width: int) -> None:
+    """Row ``i`` of matrix ``name`` is a list with one entry per candidate."""
+    if not isinstance(row, list) or len(row) != width:
+        got = f"{len(row)} entries" if isinstance(row, list) else _show(row)
+        raise TableError(
+            f"{name} row {i} has {got}: expected a list of {width} (one per candidate)"
+        )
+
+
+def _check_accuracy(acc: Any, cands: list[str], full_space: SearchSpace | None) -> Matrix:
+    """One row per layer of fractions or null, each row with an allowed candidate (and, with a
+    full space, null exactly where the space does not allow a candidate)."""
+    width = len(cands)
     if not isinstance(acc, list) or not acc:
         raise TableError(
             f'"accuracy" must be a non-empty list of rows (one per layer), got {_show(acc)}'
@@ -135,11 +150,7 @@ def _validate(d: Any) -> dict[str, Any]:
         )
     accuracy: Matrix = []
     for i, row in enumerate(acc):
-        if not isinstance(row, list) or len(row) != width:
-            got = f"{len(row)} entries" if isinstance(row, list) else _show(row)
-            raise TableError(
-                f"accuracy row {i} has {got}: expected a list of {width} (one per candidate)"
-            )
+        _check_row("accuracy", i, row, width)
         out: list[float | None] = []
         for j, v in enumerate(row):
             if v is None:
@@ -156,11 +167,10 @@ def _validate(d: Any) -> dict[str, Any]:
                 f"accuracy row {i} is all null: every layer needs at least one allowed candidate"
             )
         accuracy.append(out)
-    num_layers = len(accuracy)
     if full_space is not None:
-        if num_layers != full_space.num_layers:
+        if len(accuracy) != full_space.num_layers:
             raise TableError(
-                f"accuracy has {num_layers} rows, the {full_space.name!r} space has "
+                f"accuracy has {len(accuracy)} rows, the {full_space.name!r} space has "
                 f"{full_space.num_layers} layers"
             )
         for i, row in enumerate(accuracy):
@@ -171,9 +181,11 @@ def _validate(d: Any) -> dict[str, Any]:
                         f"{full_space.name!r} space does not allow that candidate there: "
                         "expected null"
                     )
+    return accuracy
 
-    # -- cost -------------------------------------------------------------------------------
-    cost_in = d["cost"]
+
+def _check_costs(cost_in: Any, accuracy: Matrix, cands: list[str]) -> dict[str, Matrix]:
+    """Known cost kinds, macs and params among them, each a matrix shaped like accuracy."""
     if not isinstance(cost_in, dict):
         raise TableError(
             f'"cost" must be an object of cost matrices ({", ".join(COST_KINDS)}), '
@@ -190,43 +202,47 @@ def _validate(d: Any) -> dict[str, Any]:
         if kind not in cost_in:
             continue
         rows = cost_in[kind]
-        if not isinstance(rows, list) or len(rows) != num_layers:
+        if not isinstance(rows, list) or len(rows) != len(accuracy):
             got = f"{len(rows)} rows" if isinstance(rows, list) else f"the value {_show(rows)}"
             raise TableError(
-                f"cost.{kind} has {got}: expected {num_layers} rows, the shape of accuracy"
+                f"cost.{kind} has {got}: expected {len(accuracy)} rows, the shape of accuracy"
             )
-        matrix: Matrix = []
-        for i, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) != width:
-                got = f"{len(row)} entries" if isinstance(row, list) else _show(row)
-                raise TableError(
-                    f"cost.{kind} row {i} has {got}: expected a list of {width} (one per candidate)"
-                )
-            out = []
-            for j, v in enumerate(row):
-                a = accuracy[i][j]
-                where = _where(f"cost.{kind}", i, j, cands)
-                if v is None:
-                    if a is not None:
-                        raise TableError(
-                            f"{where} is null but accuracy[{i}][{j}] is {a}: a cost is null "
-                            "exactly where accuracy is null"
-                        )
-                    out.append(None)
-                    continue
-                if not _is_number(v) or not math.isfinite(v) or v < 0:
-                    raise TableError(f"{where} is {_show(v)}: expected a finite number >= 0")
-                if a is None:
+        cost[kind] = _check_cost_matrix(kind, rows, accuracy, cands)
+    return cost
+
+
+def _check_cost_matrix(kind: str, rows: list, accuracy: Matrix, cands: list[str]) -> Matrix:
+    """Finite costs >= 0, null exactly where accuracy is null."""
+    width = len(cands)
+    matrix: Matrix = []
+    for i, row in enumerate(rows):
+        _check_row(f"cost.{kind}", i, row, width)
+        out = []
+        for j, v in enumerate(row):
+            a = accuracy[i][j]
+            where = _where(f"cost.{kind}", i, j, cands)
+            if v is None:
+                if a is not None:
                     raise TableError(
-                        f"{where} is {v} but accuracy[{i}][{j}] is null: a cost is null "
+                        f"{where} is null but accuracy[{i}][{j}] is {a}: a cost is null "
                         "exactly where accuracy is null"
                     )
-                out.append(_plain_number(v))
-            matrix.append(out)
-        cost[kind] = matrix
+                out.append(None)
+                continue
+            if not _is_number(v) or not math.isfinite(v) or v < 0:
+                raise TableError(f"{where} is {_show(v)}: expected a finite number >= 0")
+            if a is None:
+                raise TableError(
+                    f"{where} is {v} but accuracy[{i}][{j}] is null: a cost is null "
+                    "exactly where accuracy is null"
+                )
+            out.append(_plain_number(v))
+        matrix.append(out)
+    return matrix
 
-    # -- base cost --------------------------------------------------------------------------
-    base_in = d["base_cost"]
+
+def _check_base_cost(base_in: Any, cost: dict[str, Matrix]) -> dict[str, float]:
+    """One finite base cost >= 0 per cost kind of the table."""
     if not isinstance(base_in, dict):
         raise TableError(
             f'"base_cost" must be an object with one number per cost kind, got {_show(base_in)}'
@@ -242,13 +258,15 @@ def _validate(d: Any) -> dict[str, Any]:
         if not _is_number(v) or not math.isfinite(v) or v < 0:
             raise TableError(f"base_cost.{kind} is {_show(v)}: expected a finite number >= 0")
         base_cost[kind] = _plain_number(v)
+    return base_cost
 
-    # -- path -------------------------------------------------------------------------------
-    path = d["path"]
-    if not isinstance(path, list) or len(path) != num_layers:
+
+def _check_path(path: Any, accuracy: Matrix, seen: dict[str, int], cands: list[str]) -> None:
+    """One allowed candidate per layer."""
+    if not isinstance(path, list) or len(path) != len(accuracy):
         got = f"{len(path)} entries" if isinstance(path, list) else f"the value {_show(path)}"
         raise TableError(
-            f'"path" has {got}: expected a list of {num_layers} candidate names (one per layer)'
+            f'"path" has {got}: expected a list of {len(accuracy)} candidate names (one per layer)'
         )
     for i, name in enumerate(path):
         if name not in seen:
@@ -262,8 +280,9 @@ def _validate(d: Any) -> dict[str, Any]:
                 f"is not allowed at layer {i}"
             )
 
-    # -- meta -------------------------------------------------------------------------------
-    meta = d.get("meta", {})
+
+def _check_meta(meta: Any, cost: dict[str, Matrix]) -> None:
+    """An object; names the latency device when the table has latency."""
     if not isinstance(meta, dict):
         raise TableError(f'"meta" must be an object, got {_show(meta)}')
     if "latency_ms" in cost:
@@ -274,13 +293,26 @@ def _validate(d: Any) -> dict[str, Any]:
                 'latency was measured on (e.g. "meta": {"latency_device": "NVIDIA H100"})'
             )
 
+
+def _validate(d: Any) -> dict[str, Any]:
+    """Check a table dict completely; return its fields normalized (deep copies)."""
+    _check_header(d)
+    full_space = _check_space(d["space"])
+    cands = d["candidates"]
+    seen = _check_candidates(cands, full_space)
+    accuracy = _check_accuracy(d["accuracy"], cands, full_space)
+    cost = _check_costs(d["cost"], accuracy, cands)
+    base_cost = _check_base_cost(d["base_cost"], cost)
+    _check_path(d["path"], accuracy, seen, cands)
+    meta = d.get("meta", {})
+    _check_meta(meta, cost)
     return {
-        "space": copy.deepcopy(space),
+        "space": copy.deepcopy(d["space"]),
         "candidates": list(cands),
         "accuracy": accuracy,
         "cost": cost,
         "base_cost": base_cost,
-        "path": list(path),
+        "path": list(d["path"]),
         "meta": copy.deepcopy(meta),
     }
 

@@ -28,6 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ponas import search as ponas_search
+from ponas.files import CHECKPOINT_DIR, SUPERNET_FILE, TABLE_FILE
 from ponas.space import SearchSpace
 from tasks.progress import RunRecorder, begin_stage2, guarded, log
 from webapp.runs.models import (
@@ -61,7 +62,7 @@ def _live_run(run_id: int, attempt: int) -> SearchRun | None:
 
 
 def _checkpoint(run: SearchRun, name: str) -> Path:
-    return run.out_dir / "checkpoints" / name
+    return run.out_dir / CHECKPOINT_DIR / name
 
 
 def _weights(run: SearchRun, layer: int, candidate: str) -> Path:
@@ -223,8 +224,8 @@ def _finalize(run: SearchRun) -> None:
         return
     with transaction.atomic():
         for name, kind in [
-            ("table.json", Artifact.Kind.TABLE),
-            ("supernet.pt", Artifact.Kind.SUPERNET),
+            (TABLE_FILE, Artifact.Kind.TABLE),
+            (SUPERNET_FILE, Artifact.Kind.SUPERNET),
         ]:
             Artifact.record(run.out_dir / name, kind, run=run)
         SearchRun.objects.filter(pk=run.pk, attempt=run.attempt, status=Status.RUNNING).update(

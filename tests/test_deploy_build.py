@@ -9,8 +9,9 @@ import torch
 
 from ponas.cli import main
 from ponas.data import load_dataset, make_loader
-from ponas.deploy import solve, specialize
+from ponas.deploy import specialize
 from ponas.export import export_all, load_bundle
+from ponas.solve import solve
 from ponas.table import AccuracyTable
 
 

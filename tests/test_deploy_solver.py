@@ -10,16 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ponas import deploy
-from ponas.deploy import (
-    Infeasible,
-    Selection,
-    format_cost,
-    pareto_frontier,
-    parse_budget,
-    solve,
-)
+from ponas import solve as solve_module
+from ponas.solve import Infeasible, Selection, pareto_frontier, solve
 from ponas.table import COST_KINDS, AccuracyTable
+from ponas.units import format_cost, parse_budget
 
 NAMES = ["e3_k3", "e3_k5", "e6_k3", "e6_k5", "e6_k7_se"]
 
@@ -215,9 +209,9 @@ def test_solver_stays_exact_on_the_paths_large_tables_take(problem):
     # tiny limits make the small tables take the paths that large ones take: the first pass
     # gives up, the surrogate bound is built, partial networks are split into chunks
     with (
-        mock.patch.object(deploy, "_CHUNK", 2),
-        mock.patch.object(deploy, "_BEAM", 1),
-        mock.patch.object(deploy, "_QUICK", 1),
+        mock.patch.object(solve_module, "_CHUNK", 2),
+        mock.patch.object(solve_module, "_BEAM", 1),
+        mock.patch.object(solve_module, "_QUICK", 1),
     ):
         check_against_brute_force(*problem)
 

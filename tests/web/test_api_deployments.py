@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ponas.deploy import solve
+from ponas.solve import solve
 from tests.web.helpers import client_for, digits_table, make_finished_run, make_run
 from webapp.runs.models import Artifact, Deployment, Status
 

@@ -8,7 +8,7 @@ import io
 import pytest
 from rest_framework.test import APIClient
 
-from ponas.deploy import pareto_frontier, solve
+from ponas.solve import pareto_frontier, solve
 from tests.web.helpers import client_for, digits_table, make_finished_run, make_run
 from webapp.runs.models import MetricPoint, SearchRun, Stage, Status
 

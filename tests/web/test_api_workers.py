@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from ponas.deploy import solve
+from ponas.solve import solve
 from ponas.table import AccuracyTable
 from tests.web.workers import Workers, sequential_table
 from webapp.runs.models import Artifact, SearchRun, TableEntry

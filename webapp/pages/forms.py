@@ -11,7 +11,7 @@ from typing import Any
 
 from django import forms
 
-from ponas.data import DATASETS
+from ponas.data import DATASET_CHANNELS, DATASETS
 from ponas.search import ConfigError, resolve
 from ponas.space import SpaceError, load_space, preset_names
 from webapp.runs.models import Queue
@@ -157,7 +157,7 @@ class SearchForm(forms.Form):
             )
             return data
         space = load_space(data["preset"])
-        channels = {"digits": 1, "cifar10": 3}.get(dataset)
+        channels = DATASET_CHANNELS.get(dataset)
         if channels is not None and channels != space.in_channels:
             self.add_error(
                 "dataset",

@@ -15,7 +15,8 @@ from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from ponas.deploy import Infeasible, pareto_frontier, solve
+from ponas.files import FILENAMES
+from ponas.solve import Infeasible, pareto_frontier, solve
 from ponas.table import AccuracyTable
 from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
@@ -201,7 +202,7 @@ class DeploymentFilter(filters.FilterSet):
 
 # No registered media type exists for PyTorch or ONNX files: binary, with a telling file name.
 CONTENT_TYPE = "application/octet-stream"
-SUFFIXES = {"pt": ".pt", "torchscript": ".torchscript.pt", "onnx": ".onnx"}
+SUFFIXES = {fmt: name.removeprefix("model") for fmt, name in FILENAMES.items()}
 
 
 @extend_schema_view(

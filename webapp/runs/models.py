@@ -9,6 +9,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from ponas.files import FORMATS as FORMATS  # re-exported: the web app's formats are ponas's
+
 
 class Status(models.TextChoices):
     QUEUED = "queued"
@@ -160,9 +162,6 @@ class TableEntry(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} layer {self.layer} {self.candidate}: {self.accuracy:.4f}"
-
-
-FORMATS = ("pt", "torchscript", "onnx")
 
 
 class Deployment(models.Model):

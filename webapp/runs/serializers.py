@@ -10,9 +10,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from ponas.deploy import Infeasible, parse_budget, solve
 from ponas.search import ConfigError, SearchConfig, resolve
+from ponas.solve import Infeasible, solve
 from ponas.space import SpaceError, preset_names
+from ponas.table import COST_KINDS
+from ponas.units import parse_budget
 from webapp.runs.models import FORMATS, Deployment, MetricPoint, SearchRun, Status
 from webapp.runs.tables import accuracy_table
 
@@ -244,7 +246,7 @@ class DeploymentSerializer(serializers.ModelSerializer):
         attrs["formats"] = [f for f in FORMATS if f in attrs.get("formats", FORMATS)]
         budgets = {
             kind: attrs[f"max_{kind}"]
-            for kind in ("macs", "params", "latency_ms")
+            for kind in COST_KINDS
             if attrs.get(f"max_{kind}") is not None
         }
         table = accuracy_table(run)
@@ -276,10 +278,10 @@ class BudgetQuerySerializer(serializers.Serializer):
 
 class ParetoQuerySerializer(serializers.Serializer):
     cost = serializers.ChoiceField(
-        choices=["macs", "params", "latency_ms"],
+        choices=list(COST_KINDS),
         default="macs",
         error_messages={
-            "invalid_choice": '"{input}" is not a cost kind; allowed: macs, params, latency_ms'
+            "invalid_choice": f'"{{input}}" is not a cost kind; allowed: {", ".join(COST_KINDS)}'
         },
     )
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
-from ponas.deploy import format_cost
+from ponas.units import format_cost
 
 register = template.Library()
 
