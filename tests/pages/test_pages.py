@@ -159,8 +159,7 @@ def test_a_dataset_the_space_cannot_read_is_refused(browser, alice, settings, tm
     cifar.users.add(alice)
     response = post(browser, "/runs/new/", form_data(dataset="team-cifar"))
     assert field_errors(response, "dataset") == [
-        "team-cifar images have 3 channels; the digits space takes 1: choose a preset made for "
-        "them"
+        "team-cifar images have 3 channels; the digits space takes 1: choose a preset made for them"
     ]
 
 

@@ -34,22 +34,26 @@ class QuotaExceeded(Exception):
     """The user already has as much work queued or running as they may (the API answers 429)."""
 
 
-def check_quota(owner, active, limit: int, what: str) -> None:
+def check_quota(owner, active, limit: int, what: tuple[str, str]) -> None:
     """Refuse more work of ``owner`` when ``active`` (their queued or running runs or builds)
-    already counts ``limit``. Called inside the transaction that queues the work: the owner's
+    already counts ``limit`` (``what``: how to name one and several). Called inside the transaction that queues the work: the owner's
     row is locked first, so two requests at once cannot both pass."""
     get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
     count = active.count()
     if count >= limit:
         raise QuotaExceeded(
-            f"you have {count} {what}, the most this server allows one user ({limit}); "
+            f"you have {count} {what[count != 1]}, the most this server allows one user ({limit}); "
             "wait for one to finish or cancel one"
         )
 
 
+RUNS = ("run queued or running", "runs queued or running")
+BUILDS = ("deployment building", "deployments building")
+
+
 def check_run_quota(owner) -> None:
     active = SearchRun.objects.filter(owner=owner, status__in=ACTIVE)
-    check_quota(owner, active, settings.PONAS_MAX_ACTIVE_RUNS, "runs queued or running")
+    check_quota(owner, active, settings.PONAS_MAX_ACTIVE_RUNS, RUNS)
 
 
 def send_on_commit(task: str, args: tuple, queue: str) -> None:
@@ -154,7 +158,7 @@ def start_deployment(**fields: Any) -> Deployment:
     if run is None:
         raise Conflict(f"run {fields['run'].pk} was deleted")
     active = Deployment.objects.filter(run__owner=run.owner, status__in=ACTIVE)
-    check_quota(run.owner, active, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, "deployments building")
+    check_quota(run.owner, active, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, BUILDS)
     deployment = Deployment.objects.create(**fields)
     send_build(deployment.pk, deployment.run.queue)
     return deployment
