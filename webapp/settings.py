@@ -50,8 +50,16 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r}: expected true/false, 1/0, yes/no or on/off")
 
 
-# Fail closed: production is the default. `make run` (the Makefile) and the tests (tests/conftest.py)
-# set DEBUG=1 themselves.
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected an integer") from None
+
+
+# Fail closed: production is the default. `make run` (the Makefile) and the tests (pyproject.toml,
+# [tool.pytest.ini_options] env) set DEBUG=1 themselves.
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
@@ -205,7 +213,7 @@ REST_FRAMEWORK = {
     },
     # X-Forwarded-For is trusted from this many proxies (the TLS proxy in front: 1)
     # (0: the connecting address; a forged X-Forwarded-For header then changes nothing)
-    "NUM_PROXIES": int(os.environ.get("PONAS_NUM_PROXIES") or 0),
+    "NUM_PROXIES": env_int("PONAS_NUM_PROXIES", 0),
     "EXCEPTION_HANDLER": "webapp.api.exception_handler",
     # `?format=csv` on runs/{id}/table/ is ours, not DRF's renderer switch
     "URL_FORMAT_OVERRIDE": None,
@@ -219,11 +227,13 @@ REST_KNOX = {
 }
 
 # The throttles count in this cache: set CACHE_URL (Redis) so that every web process shares it.
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
-    if (url := os.environ.get("CACHE_URL")) and not TESTING
-    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-}
+# Tests count in their own process (a test clears the cache, which on Redis empties a database).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("CACHE_URL") and not TESTING:
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ["CACHE_URL"],
+    }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "PONAS Studio API",
@@ -319,14 +329,6 @@ LOGGING = {
 }
 
 # ---- what web users may ask for (docs/security.md) -------------------------------------------
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name) or str(default)
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={value!r}: expected an integer") from None
 
 
 # Registered datasets' folders must lie under one of these (colon-separated); none: only the

@@ -58,6 +58,8 @@ class PublicErrorMixin:
     """``error`` as its user may read it: no server path, no worker host (datasets.py)."""
 
     def get_error(self, obj) -> str:
+        if not obj.error:
+            return ""
         run = obj if isinstance(obj, SearchRun) else obj.run
         return datasets.public_text(obj.error, run, obj.worker)
 
