@@ -128,9 +128,12 @@ def public_text(text: str, run, worker: str = "") -> str:
 
 
 def public_meta(run, meta: dict[str, Any]) -> dict[str, Any]:
-    """A table's meta as users read it: the dataset by its name, no folder."""
-    meta = dict(meta)
+    """A table's meta as users read it: a registered dataset by its name, not its folder
+    (a bundled dataset's meta has no folder: it is left as it is)."""
     name = chosen_name(run.preset, run.config)
+    if name in BUNDLED or "dataset_dir" in run.config:
+        return meta
+    meta = dict(meta)
     meta["dataset"] = name
     if isinstance(meta.get("config"), dict):
         meta["config"] = {**meta["config"], "dataset": name}
