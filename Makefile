@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 	touch $(STAMP)
 
+# Local development settings, explicitly: production (DEBUG off, SECRET_KEY required) is the default.
 run: $(STAMP)
-	$(BIN)/python manage.py runlocal
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runlocal
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -65,7 +65,7 @@ def populate(n_runs: int):
     from django.core.management import call_command
     from django.db import connection
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     if connection.vendor == "postgresql":
         with connection._nodb_cursor() as cursor:
@@ -76,7 +76,7 @@ def populate(n_runs: int):
     from webapp.runs.tables import store_table
 
     user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(12))
-    token = Token.objects.create(user=user).key
+    _, token = AuthToken.objects.create(user=user)
     rng = random.Random(0)
     statuses = [Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.RUNNING]
     SearchRun.objects.bulk_create(

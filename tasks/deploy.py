@@ -15,6 +15,7 @@ from ponas.deploy import specialize
 from ponas.export import export_all
 from ponas.search import Cancelled
 from tasks.progress import StopOnShutdown, error_message, heartbeat, log
+from webapp.runs.datasets import search_settings
 from webapp.runs.models import Artifact, Deployment, Status
 
 
@@ -72,7 +73,8 @@ def _build(deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any]]:
     model, metrics = specialize(
         supernet.file.path,
         deployment.choices,
-        overrides=run.config,  # the run's dataset, input size, batch size, seed ...
+        # the run's dataset (its kind and folder), input size, batch size, seed ...
+        overrides=search_settings(run.preset, run.config),
         finetune_epochs=deployment.finetune_epochs,
         callback=StopOnShutdown(),
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import torch
 from celery import shared_task
 from django.db import transaction
 from django.db.models import F
@@ -31,6 +32,7 @@ from ponas import search as ponas_search
 from ponas.files import CHECKPOINT_DIR, SUPERNET_FILE, TABLE_FILE
 from ponas.space import SearchSpace
 from tasks.progress import RunRecorder, begin_stage2, guarded, log
+from webapp.runs.datasets import public_meta, search_settings
 from webapp.runs.models import (
     ACTIVE,
     STAGE1_SHARE,
@@ -41,6 +43,16 @@ from webapp.runs.models import (
     TableEntry,
 )
 from webapp.runs.tables import cost_tables
+
+
+def check_gpus(ngpu: int, device: str) -> None:
+    """A clear failure when a run asks for more GPUs (DDP processes) than this worker sees."""
+    visible = torch.cuda.device_count()
+    if ngpu > 1 and device != "cpu" and ngpu > visible:
+        raise ValueError(
+            f"ngpu={ngpu}: this worker sees {visible} GPU{'s' * (visible != 1)}; ask for at most "
+            f"{max(visible, 1)} or send the run to a queue whose workers have more"
+        )
 
 
 def _live_run(run_id: int, attempt: int) -> SearchRun | None:
@@ -79,19 +91,27 @@ def run_search(self, run_id: int, attempt: int) -> None:
     run = _live_run(run_id, attempt)
     if run is None:
         return
-    SearchRun.objects.filter(pk=run_id).update(
+    # only over a run still active and not cancelled: a cancel a moment ago wins
+    started = SearchRun.objects.filter(
+        pk=run_id, attempt=attempt, status__in=ACTIVE, cancel_requested=False
+    ).update(
         status=Status.RUNNING,
         stage=Stage.STAGE1,
         started=Coalesce(F("started"), timezone.now()),
         heartbeat=timezone.now(),
         worker=self.request.hostname or "",
     )
+    if not started:
+        _live_run(run_id, attempt)  # carries out the cancel, if that is what happened
+        return
     recorder = RunRecorder(run, self.request.hostname or "")
-    ok, _ = guarded(
-        run,
-        "stage 1",
-        lambda: ponas_search.run_stage1(run.preset, run.config, run.out_dir, recorder, resume=True),
-    )
+
+    def stage1() -> None:
+        overrides = search_settings(run.preset, run.config)
+        check_gpus(overrides.get("ngpu", 1), overrides.get("device", "auto"))
+        ponas_search.run_stage1(run.preset, overrides, run.out_dir, recorder, resume=True)
+
+    ok, _ = guarded(run, "stage 1", stage1)
     if not ok:
         return
     ok, stage1 = guarded(
@@ -232,7 +252,7 @@ def _finalize(run: SearchRun) -> None:
             status=Status.SUCCEEDED,
             stage=Stage.DONE,
             progress=1.0,
-            table_meta=table.meta,
+            table_meta=public_meta(run, table.meta),
             finished=timezone.now(),
         )
     log.info("run %s succeeded: path %s", run.pk, table.path)

@@ -10,7 +10,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from webapp.runs.services import Conflict
+from webapp.runs.services import Conflict, QuotaExceeded
 
 
 def error(message: str, status_code: int) -> Response:
@@ -20,9 +20,12 @@ def error(message: str, status_code: int) -> Response:
 
 def exception_handler(exc, context):
     """DRF's handler, with ``{"detail": ...}`` (401, 403, 404, 405, ...) as ``{"error": ...}``;
-    a state change refused for the object's status (:class:`services.Conflict`) is a 409."""
+    a state change refused for the object's status (:class:`services.Conflict`) is a 409, one
+    beyond the user's quota (:class:`services.QuotaExceeded`) a 429."""
     if isinstance(exc, Conflict):
         return error(str(exc), 409)
+    if isinstance(exc, QuotaExceeded):
+        return error(str(exc), 429)
     response = drf_exception_handler(exc, context)
     if response is not None:
         data = response.data

@@ -2,8 +2,8 @@
 
 ``DATABASE_URL``   default: SQLite under ``var/``; PostgreSQL in CI and production
 ``REDIS_URL``      Celery broker; without it, kombu's filesystem transport under ``var/broker/``
-``SECRET_KEY``     required once ``DEBUG`` is off
-``DEBUG``          default on (local use)
+``SECRET_KEY``     required unless ``DEBUG`` is on (production is the default)
+``DEBUG``          default off; ``make run`` and the tests turn it on explicitly
 ``MEDIA_ROOT``     artifact store, default ``var/media``; shared by every worker
 ``ALLOWED_HOSTS``  comma-separated, default ``127.0.0.1,localhost``
 ``SECURE_SSL_REDIRECT``, ``SECURE_COOKIES``  default on once ``DEBUG`` is off (HTTPS only)
@@ -11,12 +11,16 @@
 ``DATABASE_NAME``  overrides the database name of ``DATABASE_URL`` (test workers use it to
                    reach the test database)
 ``CELERY_VISIBILITY_TIMEOUT``  seconds before Redis re-delivers an unacknowledged task
+``CACHE_URL``      a Redis URL for the cache the sign-in throttles count in (all web processes
+                   share it); without it each process counts on its own
+``PONAS_*``        limits on what web users may ask for (below; docs/security.md)
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -46,14 +50,24 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={value!r}: expected true/false, 1/0, yes/no or on/off")
 
 
-DEBUG = env_bool("DEBUG", True)
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected an integer") from None
+
+
+# Fail closed: production is the default. `make run` (the Makefile) and the tests (pyproject.toml,
+# [tool.pytest.ini_options] env) set DEBUG=1 themselves.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set: with DEBUG off the server needs a secret key; set SECRET_KEY "
             "to a long random string (e.g. `python -c 'import secrets; "
-            "print(secrets.token_urlsafe(50))'`)"
+            "print(secrets.token_urlsafe(50))'`), or DEBUG=1 for local development"
         )
     SECRET_KEY = "django-insecure-local-development-only"  # noqa: S105 (DEBUG only)
 
@@ -70,7 +84,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -184,7 +198,7 @@ CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").sp
 REST_FRAMEWORK = {
     # Token first: an anonymous API request gets 401 with a WWW-Authenticate header, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -192,10 +206,34 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # sign-in attempts (the token endpoint, the login page, the admin login): webapp/accounts.py
+    "DEFAULT_THROTTLE_RATES": {
+        "sign_in_user": os.environ.get("PONAS_SIGN_IN_RATE_USER", "5/minute"),
+        "sign_in_address": os.environ.get("PONAS_SIGN_IN_RATE_ADDRESS", "20/minute"),
+    },
+    # X-Forwarded-For is trusted from this many proxies (the TLS proxy in front: 1)
+    # (0: the connecting address; a forged X-Forwarded-For header then changes nothing)
+    "NUM_PROXIES": env_int("PONAS_NUM_PROXIES", 0),
     "EXCEPTION_HANDLER": "webapp.api.exception_handler",
     # `?format=csv` on runs/{id}/table/ is ours, not DRF's renderer switch
     "URL_FORMAT_OVERRIDE": None,
 }
+
+# API tokens (django-rest-knox): stored as hashes, expire after PONAS_TOKEN_TTL_HOURS, revoked
+# on the Tokens page, by an admin, or all at once when the user's password changes.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=float(os.environ.get("PONAS_TOKEN_TTL_HOURS", 24 * 30))),
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
+# The throttles count in this cache: set CACHE_URL (Redis) so that every web process shares it.
+# Tests count in their own process (a test clears the cache, which on Redis empties a database).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("CACHE_URL") and not TESTING:
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ["CACHE_URL"],
+    }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "PONAS Studio API",
@@ -289,3 +327,42 @@ LOGGING = {
         "webapp": {"handlers": ["console"], "level": "INFO"},
     },
 }
+
+# ---- what web users may ask for (docs/security.md) -------------------------------------------
+
+
+# Registered datasets' folders must lie under one of these (colon-separated); none: only the
+# bundled datasets (digits) can be used from the web and the API.
+PONAS_DATA_ROOTS = [
+    Path(p).expanduser() for p in os.environ.get("PONAS_DATA_ROOTS", "").split(":") if p.strip()
+]
+# Upper bounds of the search settings a web or API user may give (the CLI is not bound by them):
+# PONAS_MAX_<SETTING>, e.g. PONAS_MAX_NGPU=8.
+PONAS_LIMITS = {
+    key: env_int(f"PONAS_MAX_{key.upper()}", default)
+    for key, default in {
+        "ngpu": 8,  # processes (DDP), one per GPU
+        "num_workers": 16,  # data-loading processes per training process
+        "input_size": 512,  # pixels per side
+        "batch_size": 1024,
+        "feature_cache_mb": 8192,  # stage-2 prefix features held in memory
+        "epochs": 1000,
+        "finetune_steps": 10_000,
+        "suffix_samples": 64,
+        "bn_batches": 1000,
+        "eval_batches": 10_000,
+        "warmup_epochs": 100,
+    }.items()
+}
+# Images an in-memory dataset (digits) holds at the run's input size, as float32: a run whose
+# data would need more than this is refused before it is queued.
+PONAS_MAX_DATA_MEMORY_MB = env_int("PONAS_MAX_DATA_MEMORY_MB", 4096)
+# Per user: runs queued or running, deployment builds queued or running (429 beyond them).
+PONAS_MAX_ACTIVE_RUNS = env_int("PONAS_MAX_ACTIVE_RUNS", 4)
+PONAS_MAX_ACTIVE_DEPLOYMENTS = env_int("PONAS_MAX_ACTIVE_DEPLOYMENTS", 4)
+# Queues a user (not staff) may send heavy work to; `default` carries every run's bookkeeping.
+PONAS_USER_QUEUES = [
+    q.strip() for q in os.environ.get("PONAS_USER_QUEUES", "gpu").split(",") if q.strip()
+]
+# Metric points one run-detail response carries at most (the page asks for new ones with ?since=).
+PONAS_METRICS_LIMIT = env_int("PONAS_METRICS_LIMIT", 2000)

@@ -150,6 +150,23 @@
     }
   }
 
+  function newestTime(metrics) {
+    let newest = "";
+    for (const m of metrics || []) if (!newest || Date.parse(m.time) > Date.parse(newest)) newest = m.time;
+    return newest;
+  }
+
+  function mergeMetrics(held, fresh) {
+    // a point of the same stage, kind and step is replaced (a replayed epoch); only the
+    // latest step point is kept
+    const key = (m) => m.stage + "/" + m.kind + "/" + m.step;
+    const merged = new Map((held || []).map((m) => [key(m), m]));
+    const step = (fresh || []).find((m) => m.kind === "step");
+    if (step) for (const [k, m] of merged) if (m.kind === "step") merged.delete(k);
+    for (const m of fresh || []) merged.set(key(m), m);
+    return Array.from(merged.values());
+  }
+
   function showProgress() {
     const percent = Math.round(100 * run.progress) + "%";
     document.getElementById("run-progress-bar").style.width = percent;
@@ -158,9 +175,13 @@
 
   if (ponas.ACTIVE.includes(run.status)) {
     ponas.poll(async function () {
-      const { ok, status, data } = await ponas.api(api);
+      // only the metric points stored since the newest one held here
+      const since = newestTime(run.metrics);
+      const url = since ? api + "?since=" + encodeURIComponent(since) : api;
+      const { ok, status, data } = await ponas.api(url);
       if (!ok) return status !== 404 && status !== 401 && status !== 403; // gone or signed out: stop
       const before = run;
+      data.metrics = mergeMetrics(before.metrics, data.metrics);
       run = data;
       showProgress();
       drawStage1();

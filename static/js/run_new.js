@@ -1,13 +1,11 @@
-/* New search form: swap in a preset's defaults when the preset changes; show the dataset
-   folder field only for datasets that read from one. */
+/* New search form: swap in a preset's defaults when the preset changes. Datasets are chosen
+   by name (bundled, or registered by an admin): the page never asks for a server folder. */
 (function () {
   "use strict";
   const form = document.getElementById("search-form");
   const presets = ponas.readJson("presets");
   if (!form || !presets) return;
   const preset = form.elements.preset;
-  const dataset = form.elements.dataset;
-  const folder = document.getElementById("dataset-dir-wrap");
   const description = document.getElementById("preset-description");
 
   function fill(name) {
@@ -23,7 +21,6 @@
         label.querySelectorAll(".field-error").forEach((e) => e.remove());
       }
     }
-    toggleFolder();
   }
 
   function describe() {
@@ -31,13 +28,7 @@
     description.textContent = info ? info.description : "";
   }
 
-  function toggleFolder() {
-    folder.hidden = dataset.value === "digits" && !form.elements.dataset_dir.value;
-  }
-
   preset.addEventListener("change", () => { fill(preset.value); describe(); });
-  dataset.addEventListener("change", toggleFolder);
   document.getElementById("reset-defaults").addEventListener("click", () => fill(preset.value));
   describe();
-  toggleFolder();
 })();

@@ -9,7 +9,7 @@ from django.test import Client
 
 from tests.web.helpers import make_finished_run, make_run
 from webapp.pages.markdown import render_markdown
-from webapp.runs.models import Artifact, Deployment, SearchRun, Status
+from webapp.runs.models import Artifact, Dataset, Deployment, SearchRun, Status
 
 pytestmark = pytest.mark.django_db
 
@@ -144,18 +144,22 @@ def test_a_value_of_the_wrong_type_is_shown_next_to_the_field(browser):
     assert field_errors(response, "batch_size") == ["Enter a whole number."]
 
 
-def test_cifar10_needs_a_dataset_folder_on_the_workers(browser):
+def test_a_dataset_that_is_not_registered_for_the_user_is_refused(browser):
     response = post(browser, "/runs/new/", form_data(preset="cifar10", dataset="cifar10"))
-    assert field_errors(response, "dataset_dir") == [
-        "cifar10 reads its images from a folder on the workers: give the folder of the "
-        "CIFAR-10 python batches"
-    ]
-
-
-def test_a_dataset_the_space_cannot_read_is_refused(browser):
-    response = post(browser, "/runs/new/", form_data(dataset="cifar10", dataset_dir="/data"))
     assert field_errors(response, "dataset") == [
-        "cifar10 images have 3 channels; the digits space takes 1: choose a preset made for them"
+        '"cifar10" is not a dataset available to you (an admin registers datasets); '
+        "available: digits"
+    ]
+    assert "dataset_dir" not in response.content.decode()  # no server folder is asked for
+
+
+def test_a_dataset_the_space_cannot_read_is_refused(browser, alice, settings, tmp_path):
+    settings.PONAS_DATA_ROOTS = [tmp_path]
+    cifar = Dataset.objects.create(name="team-cifar", kind="cifar10", root=str(tmp_path / "c"))
+    cifar.users.add(alice)
+    response = post(browser, "/runs/new/", form_data(dataset="team-cifar"))
+    assert field_errors(response, "dataset") == [
+        "team-cifar images have 3 channels; the digits space takes 1: choose a preset made for them"
     ]
 
 
@@ -169,9 +173,19 @@ def test_starting_a_search_creates_a_queued_run_with_only_the_changed_settings(b
     assert run.queue == "gpu"  # the default: heavy work goes to the GPU workers
 
 
-def test_a_search_started_on_the_default_queue_keeps_that_choice(browser, alice):
+def test_staff_can_start_a_search_on_the_default_queue(browser, alice):
+    alice.is_staff = True
+    alice.save()
     post(browser, "/runs/new/", form_data(name="light", queue="default", **TINY))
     assert SearchRun.objects.get().queue == "default"
+
+
+def test_a_user_cannot_send_a_search_to_the_default_queue(browser):
+    response = post(browser, "/runs/new/", form_data(name="heavy", queue="default", **TINY))
+    assert field_errors(response, "queue") == [
+        "Select a valid choice. default is not one of the available choices."
+    ]
+    assert not SearchRun.objects.exists()
 
 
 # ---- run and deployment pages -------------------------------------------------------------

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.web.helpers import client_for, make_finished_run
@@ -16,6 +17,7 @@ from webapp.runs.models import SearchRun
 @pytest.fixture(autouse=True)
 def _service_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    cache.clear()  # the sign-in throttles count in the cache: each test starts at zero
 
 
 @pytest.fixture(autouse=True, scope="session")

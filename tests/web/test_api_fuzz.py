@@ -11,7 +11,7 @@ from django.core import signals
 from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -69,7 +69,7 @@ def objects(alice, open_connection) -> dict[str, int]:
 
 @pytest.fixture
 def token(alice, open_connection):
-    return Token.objects.create(user=alice).key
+    return AuthToken.objects.create(user=alice)[1]
 
 
 def with_real_ids(strategy, path: str, objects: dict[str, int]):

@@ -108,8 +108,6 @@ def test_bad_run_gets_an_error_naming_the_field(api, payload, field, message):
 def test_run_queue_defaults_to_gpu_and_unknown_queues_are_refused(api):
     response = api.post("/api/runs/", {"preset": "digits"}, format="json")
     assert response.status_code == 201 and response.json()["queue"] == "gpu"
-    response = api.post("/api/runs/", {"preset": "digits", "queue": "default"}, format="json")
-    assert response.status_code == 201 and response.json()["queue"] == "default"
     response = api.post("/api/runs/", {"preset": "digits", "queue": "tpu"}, format="json")
     assert response.status_code == 400
     assert response.json()["queue"] == ['"tpu" is not a valid choice.']

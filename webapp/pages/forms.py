@@ -10,10 +10,12 @@ import re
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
-from ponas.data import DATASET_CHANNELS, DATASETS
+from ponas.data import DATASET_CHANNELS
 from ponas.search import ConfigError, resolve
 from ponas.space import SpaceError, load_space, preset_names
+from webapp.runs import datasets
 from webapp.runs.models import Queue
 
 # (field, label, help) of the knobs the form shows, by group; every other setting keeps the
@@ -48,13 +50,8 @@ KNOBS: list[tuple[str, list[tuple[str, str, str]]]] = [
 ]
 KNOB_NAMES = [name for _, fields in KNOBS for name, _, _ in fields]
 # Settings sent only when they differ from the preset's (a run stores overrides).
-SETTINGS = ["dataset", "dataset_dir", "device", *KNOB_NAMES]
+SETTINGS = ["dataset", "device", *KNOB_NAMES]
 DEVICES = [("auto", "auto"), ("cpu", "cpu"), ("cuda", "cuda")]
-DATASET_HELP = {
-    "digits": "built in: nothing to download",
-    "cifar10": "the folder of the CIFAR-10 python batches, on the workers",
-    "imagefolder": "a folder with train/ and val/ (or test/) class folders, on the workers",
-}
 
 
 def preset_defaults(name: str) -> dict[str, Any]:
@@ -85,11 +82,8 @@ class SearchForm(forms.Form):
         max_length=200, required=False, widget=forms.TextInput(attrs={"placeholder": "optional"})
     )
     preset = forms.ChoiceField()
-    dataset = forms.ChoiceField(choices=[(d, d) for d in DATASETS])
-    dataset_dir = forms.CharField(
-        required=False,
-        label="Dataset folder",
-        widget=forms.TextInput(attrs={"placeholder": "/data/cifar-10-batches-py"}),
+    dataset = forms.ChoiceField(
+        help_text="built in (digits), or registered by an admin and shared with you"
     )
     device = forms.ChoiceField(choices=DEVICES, help_text="auto: a GPU when the worker has one")
     queue = forms.ChoiceField(
@@ -110,12 +104,23 @@ class SearchForm(forms.Form):
     val_size = forms.FloatField()
     seed = forms.IntegerField()
 
-    def __init__(self, *args: Any, preset: str = "digits", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user, preset: str = "digits", **kwargs: Any) -> None:
         names = preset_names()
         preset = preset if preset in names else names[0]
         kwargs.setdefault("initial", {"preset": preset, **preset_defaults(preset)})
         super().__init__(*args, **kwargs)
+        self.user = user
         self.fields["preset"].choices = [(n, n) for n in names]
+        available = datasets.names_for(user)
+        self.fields["dataset"].choices = [(d, d) for d in available]
+        self.fields["dataset"].error_messages["invalid_choice"] = (
+            f'"%(value)s" is not a dataset available to you (an admin registers datasets); '
+            f"available: {', '.join(available)}"
+        )
+        if not user.is_staff:  # `default` carries every run's bookkeeping
+            self.fields["queue"].choices = [
+                (q, label) for q, label in Queue.choices if q in settings.PONAS_USER_QUEUES
+            ]
         for _, knobs in KNOBS:
             for name, label, help_text in knobs:
                 self.fields[name].label = label
@@ -136,8 +141,6 @@ class SearchForm(forms.Form):
         out = {}
         for key in SETTINGS:
             value = data.get(key)
-            if key == "dataset_dir":
-                value = value or None
             if value is None or value == defaults[key]:
                 continue
             out[key] = value
@@ -147,26 +150,20 @@ class SearchForm(forms.Form):
         data = super().clean()
         if self.errors or "preset" not in data:
             return data
-        dataset, folder = data.get("dataset"), (data.get("dataset_dir") or "").strip()
-        data["dataset_dir"] = folder
-        if dataset != "digits" and not folder:
-            self.add_error(
-                "dataset_dir",
-                f"{dataset} reads its images from a folder on the workers: give "
-                f"{DATASET_HELP[dataset].removesuffix(', on the workers')}",
-            )
-            return data
+        name = data.get("dataset")
+        registered = datasets.usable_by(self.user).filter(name=name).first()
+        dataset = registered.kind if registered else name
         space = load_space(data["preset"])
         channels = DATASET_CHANNELS.get(dataset)
         if channels is not None and channels != space.in_channels:
             self.add_error(
                 "dataset",
-                f"{dataset} images have {channels} channel{'s' * (channels > 1)}; the "
+                f"{name} images have {channels} channel{'s' * (channels > 1)}; the "
                 f"{space.name} space takes {space.in_channels}: choose a preset made for them",
             )
             return data
         try:
-            resolve(data["preset"], self.overrides())
+            resolve(data["preset"], datasets.search_settings(data["preset"], self.overrides()))
         except (ConfigError, SpaceError) as exc:
             self.add_config_error(str(exc))
         return data

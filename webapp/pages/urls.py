@@ -3,6 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from webapp.accounts import throttled_sign_in
 from webapp.pages import views
 
 app_name = "pages"
@@ -13,9 +14,12 @@ urlpatterns = [
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("deployments/", views.deployments_list, name="deployments"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
+    path("account/tokens/", views.tokens, name="tokens"),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True, next_page="pages:runs"),
+        throttled_sign_in(
+            auth_views.LoginView.as_view(redirect_authenticated_user=True, next_page="pages:runs")
+        ),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="pages:login"), name="logout"),

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Avg, Count, Max, Min
+from django.db.models import Avg, Count, Max, Min, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
+from knox.models import AuthToken
 
 from webapp.pages.forms import SearchForm, preset_info
 from webapp.pages.markdown import render_markdown
@@ -67,13 +70,13 @@ def runs_list(request):
 @require_http_methods(["GET", "POST"])
 def run_new(request):
     if request.method == "POST":
-        form = SearchForm(request.POST)
+        form = SearchForm(request.POST, user=request.user)
         if form.is_valid():
             run = _create_run(request, form)
             if run is not None:
                 return redirect("pages:run", pk=run.pk)
     else:
-        form = SearchForm(preset=request.GET.get("preset", "digits"))
+        form = SearchForm(preset=request.GET.get("preset", "digits"), user=request.user)
     return render(request, "pages/run_new.html", {"form": form, "presets": preset_info()})
 
 
@@ -87,7 +90,8 @@ def _create_run(request, form: SearchForm) -> SearchRun | None:
             "preset": data["preset"],
             "config": form.overrides(),
             "queue": data["queue"] or Queue.GPU,
-        }
+        },
+        context={"request": request},
     )
     if not serializer.is_valid():
         for field, messages in serializer.errors.items():
@@ -97,7 +101,11 @@ def _create_run(request, form: SearchForm) -> SearchRun | None:
                 else:
                     form.add_error(field if field in form.fields else None, str(message))
         return None
-    return services.create_run(request.user, **serializer.validated_data)
+    try:
+        return services.create_run(request.user, **serializer.validated_data)
+    except services.QuotaExceeded as exc:
+        form.add_error(None, str(exc))
+        return None
 
 
 def _timeline(run: SearchRun) -> list[dict[str, Any]]:
@@ -184,6 +192,21 @@ def run_detail(request, pk: int):
             "formats": FORMATS,
         },
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def tokens(request):
+    """The user's API tokens (their first characters, when made, when they expire), with a
+    button that revokes one, or all."""
+    owned = AuthToken.objects.filter(user=request.user)
+    if request.method == "POST":
+        which = request.POST.get("revoke", "")
+        revoked, _ = (owned if which == "all" else owned.filter(digest=which)).delete()
+        messages.success(request, f"{revoked} token{'s' * (revoked != 1)} revoked")
+        return redirect("pages:tokens")
+    current = owned.filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()))
+    return render(request, "pages/tokens.html", {"tokens": current.order_by("-created")})
 
 
 @login_required

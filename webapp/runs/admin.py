@@ -2,7 +2,14 @@
 
 from django.contrib import admin
 
-from webapp.runs.models import Artifact, Deployment, MetricPoint, SearchRun, TableEntry
+from webapp.runs.models import (
+    Artifact,
+    Dataset,
+    Deployment,
+    MetricPoint,
+    SearchRun,
+    TableEntry,
+)
 
 
 class TableEntryInline(admin.TabularInline):
@@ -51,3 +58,13 @@ class DeploymentAdmin(admin.ModelAdmin):
 class ArtifactAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "file", "size", "run", "deployment", "created"]
     list_filter = ["kind"]
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    """Registered datasets: their folder must lie under PONAS_DATA_ROOTS (checked on save)."""
+
+    list_display = ["name", "kind", "root", "everyone", "created"]
+    list_filter = ["kind", "everyone"]
+    search_fields = ["name", "root", "description"]
+    filter_horizontal = ["users", "groups"]

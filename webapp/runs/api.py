@@ -57,8 +57,13 @@ LIST_ERRORS = {400: OpenApiTypes.OBJECT, 404: ERROR}
 
 @extend_schema_view(
     list=extend_schema(responses={200: s.SearchRunSerializer(many=True), **LIST_ERRORS}),
-    create=extend_schema(responses={201: s.SearchRunSerializer, 400: OpenApiTypes.OBJECT}),
-    retrieve=extend_schema(responses={200: s.SearchRunDetailSerializer, 404: ERROR}),
+    create=extend_schema(
+        responses={201: s.SearchRunSerializer, 400: OpenApiTypes.OBJECT, 429: ERROR}
+    ),
+    retrieve=extend_schema(
+        parameters=[s.MetricsQuerySerializer],
+        responses={200: s.SearchRunDetailSerializer, 400: OpenApiTypes.OBJECT, 404: ERROR},
+    ),
     destroy=extend_schema(responses={204: None, 404: ERROR, 409: ERROR}),
 )
 class RunViewSet(
@@ -81,6 +86,14 @@ class RunViewSet(
 
     def get_serializer_class(self):
         return s.SearchRunDetailSerializer if self.action == "retrieve" else s.SearchRunSerializer
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        if self.action == "retrieve":  # ?since=: only the metric points stored after it
+            query = s.MetricsQuerySerializer(data=self.request.query_params)
+            query.is_valid(raise_exception=True)
+            context["since"] = query.validated_data.get("since")
+        return context
 
     def perform_create(self, serializer) -> None:
         serializer.instance = services.create_run(self.request.user, **serializer.validated_data)
@@ -105,7 +118,9 @@ class RunViewSet(
         run = services.cancel_run(self.get_object())
         return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
+    @extend_schema(
+        request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR, 429: ERROR}
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         """Queue a failed or cancelled search again; it continues from its last checkpoint."""
@@ -207,7 +222,9 @@ SUFFIXES = {fmt: name.removeprefix("model") for fmt, name in FILENAMES.items()}
 
 @extend_schema_view(
     list=extend_schema(responses={200: s.DeploymentSerializer(many=True), **LIST_ERRORS}),
-    create=extend_schema(responses={201: s.DeploymentSerializer, 400: OpenApiTypes.OBJECT}),
+    create=extend_schema(
+        responses={201: s.DeploymentSerializer, 400: OpenApiTypes.OBJECT, 429: ERROR}
+    ),
     retrieve=extend_schema(responses={200: s.DeploymentSerializer, 404: ERROR}),
 )
 class DeploymentViewSet(

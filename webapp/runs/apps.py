@@ -5,3 +5,6 @@ class RunsConfig(AppConfig):
     name = "webapp.runs"
     label = "runs"
     verbose_name = "Searches and deployments"
+
+    def ready(self) -> None:
+        from webapp import accounts  # noqa: F401  (revokes tokens when a password changes)

@@ -287,3 +287,40 @@ class Artifact(models.Model):
             },
         )
         return artifact
+
+
+class Dataset(models.Model):
+    """A dataset an admin registered: web and API users choose it by name and never see its
+    folder. The bundled datasets (``BUNDLED``) need no registration."""
+
+    class Kind(models.TextChoices):
+        CIFAR10 = "cifar10", "cifar10: the folder of the CIFAR-10 python batches"
+        IMAGEFOLDER = "imagefolder", "imagefolder: train/ and val/ (or test/) class folders"
+
+    name = models.SlugField(
+        max_length=64, unique=True, help_text="what users choose (config.dataset)"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    root = models.CharField(
+        max_length=1000, help_text="the folder on the workers; under a PONAS_DATA_ROOTS folder"
+    )
+    description = models.CharField(max_length=200, blank=True)
+    everyone = models.BooleanField(default=False, help_text="every signed-in user may use it")
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="datasets", help_text="may use it"
+    )
+    groups = models.ManyToManyField(
+        "auth.Group", blank=True, related_name="datasets", help_text="their members may use it"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from webapp.runs.datasets import check_registration
+
+        check_registration(self.name, self.root)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
@@ -15,6 +16,8 @@ from ponas.solve import Infeasible, solve
 from ponas.space import SpaceError, preset_names
 from ponas.table import COST_KINDS
 from ponas.units import parse_budget
+from webapp.runs import datasets
+from webapp.runs.limits import long_text, over_limit
 from webapp.runs.models import FORMATS, Deployment, MetricPoint, SearchRun, Status
 from webapp.runs.tables import accuracy_table
 
@@ -53,7 +56,18 @@ def _storable_number(value: Any) -> bool:
 LIFECYCLE = ["error", "created", "started", "finished", "worker", "heartbeat"]
 
 
-class SearchRunSerializer(serializers.ModelSerializer):
+class PublicErrorMixin:
+    """``error`` as its user may read it: no server path, no worker host (datasets.py)."""
+
+    def get_error(self, obj) -> str:
+        if not obj.error:
+            return ""
+        run = obj if isinstance(obj, SearchRun) else obj.run
+        return datasets.public_text(obj.error, run, obj.worker)
+
+
+class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
+    error = serializers.SerializerMethodField(help_text="why the run failed or stopped")
     preset = serializers.ChoiceField(
         choices=PRESETS,
         error_messages={
@@ -63,7 +77,8 @@ class SearchRunSerializer(serializers.ModelSerializer):
     config = serializers.JSONField(
         required=False,
         default=dict,
-        help_text=f"overrides of the preset's search settings; keys: {allowed(SearchConfig.keys())}",
+        help_text=f"overrides of the preset's search settings; keys: {allowed(SearchConfig.keys())}"
+        '; "dataset" names a bundled or registered dataset (server folders are not chosen here)',
     )
 
     class Meta:
@@ -92,16 +107,39 @@ class SearchRunSerializer(serializers.ModelSerializer):
                 'expected an object of search settings, e.g. {"epochs": 2}; '
                 f"allowed keys: {allowed(SearchConfig.keys())}"
             )
+        unknown = sorted(set(value) - set(SearchConfig.keys()))
+        if unknown:
+            raise serializers.ValidationError(
+                f"unknown search settings {[k[:40] for k in unknown[:5]]}; "
+                f"allowed: {sorted(SearchConfig.keys())}"
+            )
         for key, item in value.items():
             if not _storable_number(item):
                 raise serializers.ValidationError(f"{key}: the number {item!r:.40} is too large")
+        if message := long_text(value):
+            raise serializers.ValidationError(message)
+        return value
+
+    def validate_queue(self, value: str) -> str:
+        user = self.context["request"].user
+        if value not in settings.PONAS_USER_QUEUES and not user.is_staff:
+            raise serializers.ValidationError(
+                f'the "{value}" queue is kept for the bookkeeping every run needs; '
+                f"allowed: {allowed(settings.PONAS_USER_QUEUES)}"
+            )
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        try:
-            resolve(attrs["preset"], attrs.get("config", {}))
+        user, preset = self.context["request"].user, attrs["preset"]
+        config = attrs.get("config", {})
+        if message := datasets.refusal(user, preset, config):
+            raise serializers.ValidationError({"config": [message]})
+        try:  # with the dataset's kind and folder, as a worker will run it
+            _, cfg = resolve(preset, datasets.search_settings(preset, config))
         except (ConfigError, SpaceError) as exc:  # e.g. input_size too small for the strides
             raise serializers.ValidationError({"config": [str(exc)]}) from None
+        if message := over_limit(preset, config, cfg):
+            raise serializers.ValidationError({"config": [message]})
         if not attrs.get("name"):
             attrs["name"] = f"{attrs['preset']} search"
         return attrs
@@ -109,7 +147,8 @@ class SearchRunSerializer(serializers.ModelSerializer):
 
 class SearchRunDetailSerializer(SearchRunSerializer):
     metrics = serializers.SerializerMethodField(
-        help_text="epoch-end points of the training curves, and the latest step point"
+        help_text="epoch-end points of the training curves (the latest PONAS_METRICS_LIMIT; "
+        "with ?since=TIME only those stored after TIME), and the latest step point"
     )
 
     class Meta(SearchRunSerializer.Meta):
@@ -118,7 +157,11 @@ class SearchRunDetailSerializer(SearchRunSerializer):
 
     @extend_schema_field(MetricPointSerializer(many=True))
     def get_metrics(self, run: SearchRun) -> list[dict[str, Any]]:
-        points = list(run.metrics.filter(kind=MetricPoint.Kind.EPOCH))
+        epochs = run.metrics.filter(kind=MetricPoint.Kind.EPOCH)
+        if self.context.get("since") is not None:
+            epochs = epochs.filter(time__gt=self.context["since"])
+        latest = epochs.order_by("-time", "-id")[: settings.PONAS_METRICS_LIMIT]
+        points = sorted(latest, key=lambda p: (p.stage, p.step))
         last_step = run.metrics.filter(kind=MetricPoint.Kind.STEP).order_by("-time", "-id").first()
         if last_step is not None:
             points.append(last_step)
@@ -168,7 +211,16 @@ class RunField(serializers.PrimaryKeyRelatedField):
         return super().to_internal_value(data)
 
 
-class DeploymentSerializer(serializers.ModelSerializer):
+class MetricsQuerySerializer(serializers.Serializer):
+    """Query of a run's detail: ``since`` (the ``time`` of the newest point a client holds)."""
+
+    since = serializers.DateTimeField(
+        required=False, help_text="only metric points stored after this time"
+    )
+
+
+class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
+    error = serializers.SerializerMethodField(help_text="why the build failed")
     run = RunField()
     max_macs = BudgetField(required=False, allow_null=True)
     max_params = BudgetField(required=False, allow_null=True)

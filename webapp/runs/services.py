@@ -13,11 +13,13 @@ import shutil
 from functools import partial
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from webapp.celery import app
-from webapp.runs.models import Deployment, SearchRun, Status
+from webapp.runs.models import ACTIVE, Deployment, SearchRun, Status
 
 # Task names, as tasks/ registers them (``@shared_task(name=...)``).
 RUN_SEARCH = "tasks.search.run_search"
@@ -26,6 +28,32 @@ BUILD_DEPLOYMENT = "tasks.deploy.build_deployment"
 
 class Conflict(Exception):
     """The object is not in a status this change starts from (the API answers 409)."""
+
+
+class QuotaExceeded(Exception):
+    """The user already has as much work queued or running as they may (the API answers 429)."""
+
+
+def check_quota(owner, active, limit: int, what: tuple[str, str]) -> None:
+    """Refuse more work of ``owner`` when ``active`` (their queued or running runs or builds)
+    already counts ``limit`` (``what``: how to name one and several). Called inside the transaction that queues the work: the owner's
+    row is locked first, so two requests at once cannot both pass."""
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+    count = active.count()
+    if count >= limit:
+        raise QuotaExceeded(
+            f"you have {count} {what[count != 1]}, the most this server allows one user ({limit}); "
+            "wait for one to finish or cancel one"
+        )
+
+
+RUNS = ("run queued or running", "runs queued or running")
+BUILDS = ("deployment building", "deployments building")
+
+
+def check_run_quota(owner) -> None:
+    active = SearchRun.objects.filter(owner=owner, status__in=ACTIVE)
+    check_quota(owner, active, settings.PONAS_MAX_ACTIVE_RUNS, RUNS)
 
 
 def send_on_commit(task: str, args: tuple, queue: str) -> None:
@@ -49,7 +77,9 @@ def send_build(deployment_id: int, queue: str) -> None:
 
 @transaction.atomic
 def create_run(owner, **fields: Any) -> SearchRun:
-    """Store a validated run (name, preset, config, queue) and queue its search."""
+    """Store a validated run (name, preset, config, queue) and queue its search, within the
+    owner's quota of active runs."""
+    check_run_quota(owner)
     run = SearchRun.objects.create(owner=owner, **fields)
     send_search(run.pk, run.attempt, run.queue)
     return run
@@ -74,7 +104,9 @@ def cancel_run(run: SearchRun) -> SearchRun:
 def resume_run(run: SearchRun) -> SearchRun:
     """Queue a failed or cancelled search again as a new attempt (tasks of the earlier one
     still in a queue then do nothing); it continues from its last checkpoint and gets its
-    automatic resumes back."""
+    automatic resumes back (within the owner's quota of active runs)."""
+    if run.status in (Status.FAILED, Status.CANCELLED):
+        check_run_quota(run.owner)
     updated = SearchRun.objects.filter(
         pk=run.pk, status__in=[Status.FAILED, Status.CANCELLED]
     ).update(
@@ -94,10 +126,21 @@ def resume_run(run: SearchRun) -> SearchRun:
     return run
 
 
+@transaction.atomic
 def delete_run(run: SearchRun) -> None:
-    """Delete a finished run, its records and (once that commits) its files."""
+    """Delete a finished run, its records and (once that commits) its files; not while a
+    deployment of it builds (the build reads the run's supernet and writes under its folder).
+    The run's row is locked first, so a deployment started at the same moment waits and then
+    finds no run."""
+    run = SearchRun.objects.select_for_update().filter(pk=run.pk).first() or run
     if run.is_active:
         raise Conflict(f"run {run.pk} is {run.status}: cancel it before deleting it")
+    building = run.deployments.filter(status__in=ACTIVE).order_by("pk").first()
+    if building is not None:
+        raise Conflict(
+            f"run {run.pk} has a deployment building (deployment {building.pk}, "
+            f"{building.status}); delete the run once it has finished"
+        )
     out_dir = run.out_dir
     run.delete()
     transaction.on_commit(lambda: shutil.rmtree(out_dir, ignore_errors=True))
@@ -109,7 +152,13 @@ def delete_run(run: SearchRun) -> None:
 @transaction.atomic
 def start_deployment(**fields: Any) -> Deployment:
     """Store a validated deployment (run, budgets, the chosen network, formats) and queue its
-    build on the run's queue."""
+    build on the run's queue, within the owner's quota of builds. The run's row is locked (a
+    delete at the same moment waits, or has already removed the run: 404)."""
+    run = SearchRun.objects.select_for_update().filter(pk=fields["run"].pk).first()
+    if run is None:
+        raise Conflict(f"run {fields['run'].pk} was deleted")
+    active = Deployment.objects.filter(run__owner=run.owner, status__in=ACTIVE)
+    check_quota(run.owner, active, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, BUILDS)
     deployment = Deployment.objects.create(**fields)
     send_build(deployment.pk, deployment.run.queue)
     return deployment
