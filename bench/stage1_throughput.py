@@ -1,6 +1,6 @@
 """Stage-1 training images/s: the supernet against torchvision's MobileNetV2, same device, one run.
 
-The supernet takes meta-training's own step (:func:`ponas.search.train_step`: a uniformly
+The supernet takes meta-training's own step (:func:`ponas.train.train_step`: a uniformly
 sampled path per step, the imagenet preset's SGD, label smoothing, bf16 autocast and
 channels_last on CUDA); MobileNetV2 (torchvision, 1000 classes) takes the same step on the
 same batches. Rounds alternate between the two so machine noise hits both alike; the best
@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from ponas.cost import network_cost
-from ponas.search import Context, _make_optimizer, resolve, train_step
+from ponas.search import Context, resolve
 from ponas.supernet import Supernet
+from ponas.train import make_optimizer, train_step
 
 
 def count_macs(model: nn.Module, image: torch.Tensor) -> int:
@@ -59,7 +60,9 @@ def timed_round(ctx: Context, model, optimizer, batches, paths) -> float:
     start = time.perf_counter()
     for x, y in batches:
         extra = (paths(),) if paths else ()
-        train_step(ctx, model, optimizer, x, y, *extra)
+        train_step(
+            model, optimizer, x, y, *extra, label_smoothing=ctx.cfg.label_smoothing, amp=ctx.amp
+        )
     if ctx.cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -95,8 +98,8 @@ def main() -> None:
         return sampled[-1]
 
     models = {
-        "supernet (stage 1)": (supernet, _make_optimizer(supernet.parameters(), cfg, cfg.lr), path),
-        "MobileNetV2": (reference, _make_optimizer(reference.parameters(), cfg, cfg.lr), None),
+        "supernet (stage 1)": (supernet, make_optimizer(supernet.parameters(), cfg, cfg.lr), path),
+        "MobileNetV2": (reference, make_optimizer(reference.parameters(), cfg, cfg.lr), None),
     }
     batches = [
         (

@@ -186,29 +186,3 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.01)
             nn.init.zeros_(m.bias)
-
-
-@torch.no_grad()
-def recalibrate_bn(
-    model: nn.Module, batches, forward=None, device: torch.device | None = None
-) -> None:
-    """Re-estimate BatchNorm running statistics from a few training batches.
-
-    A supernet path evaluated with the running statistics of the whole supernet is near
-    chance, so every evaluation of a path (or a freshly inherited network) first resets the
-    statistics and averages them over ``batches`` (cumulative average, momentum=None).
-    ``forward(x)`` defaults to ``model(x)``; pass e.g. ``lambda x: supernet(x, choices)``.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    was_training = model.training
-    model.train()
-    forward = forward or model
-    for x, _ in batches:
-        forward(x.to(device) if device is not None else x)
-    for m, momentum in zip(bns, saved, strict=True):
-        m.momentum = momentum
-    model.train(was_training)

@@ -228,7 +228,8 @@ def _set_options(items: list[str] | None) -> dict[str, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ponas.search import Cancelled, TqdmCallback, run_search
+    from ponas.progress import TqdmCallback
+    from ponas.search import Cancelled, run_search
 
     overrides: dict[str, Any] = {}
     space: Any = args.preset
@@ -321,7 +322,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if args.dataset_dir:
             overrides["dataset_dir"] = args.dataset_dir
         overrides.update(_set_options(args.set))
-        from ponas.search import TqdmCallback
+        from ponas.progress import TqdmCallback
 
         bars = TqdmCallback()
         try:

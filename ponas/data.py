@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from ponas.train import epoch_seed
+
 __all__ = [
     "DATASETS",
     "DATASET_CHANNELS",
@@ -285,13 +287,6 @@ class TensorImageDataset(Dataset):
 # --------------------------------------------------------------------------------------------
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """A 64-bit seed from ``(seed, epoch)``; SeedSequence mixes them so that neighbouring
-    (seed, epoch) pairs give unrelated streams."""
-    state = np.random.SeedSequence([int(seed) % 2**64, int(epoch)]).generate_state(1, np.uint64)
-    return int(state[0])
-
-
 class BatchLoader:
     """Re-iterable batches ``(x float32 NCHW, y int64)`` of a dataset; see :func:`make_loader`."""
 
@@ -345,7 +340,7 @@ class BatchLoader:
         # abandoned half-way still counts, as the contract says: k counts __iter__ calls.
         epoch = self._next_epoch
         self._next_epoch += 1
-        generator = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         n = len(self.dataset)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         if len(self) * self.batch_size < n:

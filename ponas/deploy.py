@@ -35,14 +35,12 @@ def specialize(
     and reports through ``callback`` like stage 1 (stage ``"finetune"``).
     """
     import torch
-    import torch.nn.functional as F
 
-    from ponas.blocks import recalibrate_bn
+    from ponas import train
     from ponas.data import make_loader
     from ponas.network import Network
-    from ponas.search import _batches, _make_optimizer, _seed, load_supernet, make_context
+    from ponas.search import load_supernet, make_context
     from ponas.supernet import Supernet
-    from ponas.train import evaluate
 
     sn = load_supernet(supernet) if not isinstance(supernet, Supernet) else supernet
     if finetune_epochs < 0:
@@ -54,36 +52,34 @@ def specialize(
     net = ctx.prepare(net)
 
     def calibrate() -> None:
-        bn = list(islice(_batches(ctx, "train_eval", 0), cfg.bn_batches * 4))
-        recalibrate_bn(net, bn, forward=lambda x: net(ctx.to_device(x)))
+        bn = list(islice(ctx.batches("train_eval", 0), cfg.bn_batches * 4))
+        train.recalibrate_bn(net, bn, forward=lambda x: net(ctx.to_device(x)))
 
     calibrate()
     if finetune_epochs:
-        optimizer = _make_optimizer(net.parameters(), cfg, cfg.finetune_lr)
+        optimizer = train.make_optimizer(net.parameters(), cfg, cfg.finetune_lr)
         steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
         total = finetune_epochs * steps_per_epoch
         ctx.callback.stage_started("finetune", total)
         step = 0
         for epoch in range(finetune_epochs):
-            torch.manual_seed(_seed(cfg.seed, "specialize", epoch))
+            torch.manual_seed(train.derive_seed(cfg.seed, "specialize", epoch))
             net.train()
-            for i, (x, y) in enumerate(_batches(ctx, "train", 20_000 + epoch)):
+            for i, (x, y) in enumerate(ctx.batches("train", 20_000 + epoch)):
                 if i >= steps_per_epoch:
                     break
                 ctx.check_stop()
-                for group in optimizer.param_groups:
-                    group["lr"] = 0.5 * cfg.finetune_lr * (1 + math.cos(math.pi * step / total))
-                with ctx.autocast():
-                    loss = F.cross_entropy(net(ctx.to_device(x)).float(), y.to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                train.set_lr(optimizer, train.lr_at(cfg.finetune_lr, step, total))
+                # no label smoothing: the fine-tune of a deployed network, as before
+                loss, _ = train.train_step(
+                    net, optimizer, ctx.to_device(x), y.to(device), label_smoothing=0.0, amp=ctx.amp
+                )
                 step += 1
                 ctx.callback.step("finetune", step, total, {"loss": loss.item()})
         calibrate()
     net.eval()
     test = make_loader(data.test, cfg.batch_size, shuffle=False)
     with ctx.autocast():
-        metrics = evaluate(lambda x: net(ctx.to_device(x)), test, device)
+        metrics = train.evaluate(lambda x: net(ctx.to_device(x)), test, device)
     metrics["finetune_epochs"] = finetune_epochs
     return net.cpu().to(memory_format=torch.contiguous_format), metrics

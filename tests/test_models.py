@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ponas.blocks import DepthwiseConv2d, _live_taps, recalibrate_bn
+from ponas.blocks import DepthwiseConv2d, _live_taps
 from ponas.network import RELEASED, Network, build_released
 from ponas.space import load_space
 from ponas.supernet import Supernet
+from ponas.train import recalibrate_bn
 
 
 def small(name):

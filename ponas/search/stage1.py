@@ -1,0 +1,205 @@
+"""Stage 1, meta-training: the supernet trained with single-path uniform sampling (one
+candidate per layer per step), checkpointed every epoch; on several processes through DDP."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ponas.files import atomic_write_text
+from ponas.search.callbacks import SearchCallback, reporting_failures
+from ponas.search.checkpoint import latest_checkpoint, load_checkpoint, rng_state
+from ponas.search.context import Context, make_context
+from ponas.space import SearchSpace
+from ponas.supernet import Supernet
+from ponas.train import derive_seed, lr_at, make_optimizer, set_lr, train_step
+
+
+def stage1(
+    ctx: Context,
+    supernet: Supernet,
+    resume: dict[str, Any] | None = None,
+    rank: int = 0,
+    world: int = 1,
+    ddp_model: nn.Module | None = None,
+) -> dict[str, float]:
+    """Meta-train ``supernet`` with single-path uniform sampling; checkpoint every epoch.
+
+    With ``world > 1`` (called by :func:`_ddp_worker`), every rank samples the same path each
+    step and trains on its slice of the same batch; gradients are averaged by DDP.
+    """
+    cfg = ctx.cfg
+    steps_per_epoch = len(ctx.data.train) // cfg.batch_size  # >= 1: make_context checks it
+    optimizer = make_optimizer(supernet.parameters(), cfg, cfg.lr)
+    start_epoch = 0
+    metrics: dict[str, float] = {}
+    if resume is not None:
+        supernet.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        start_epoch = resume["epoch"] + 1
+        metrics = resume.get("metrics", {})
+    model = ddp_model or supernet
+    if rank == 0:
+        ctx.callback.stage_started("stage1", cfg.epochs * steps_per_epoch)
+    for epoch in range(start_epoch, cfg.epochs):
+        metrics = _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world)
+        if rank == 0:
+            ctx.callback.epoch_end(epoch + 1, cfg.epochs, metrics)
+            state = {
+                "stage": "stage1",
+                "epoch": epoch,
+                "model": supernet.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "metrics": metrics,
+                "rng": rng_state(),
+            }
+            ctx.save_checkpoint("stage1.pt", state)
+    return metrics
+
+
+def _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world) -> dict:
+    """One stage-1 epoch; its metrics."""
+    cfg = ctx.cfg
+    total = cfg.epochs * steps_per_epoch
+    # Each epoch's randomness is derived from (seed, epoch), so a resumed epoch replays.
+    torch.manual_seed(derive_seed(cfg.seed, "stage1", epoch))
+    paths = random.Random(derive_seed(cfg.seed, "paths", epoch))
+    supernet.train()
+    loss_sum = correct = seen = 0.0
+    t0 = time.perf_counter()
+    for i, (x, y) in enumerate(ctx.batches("train", epoch)):
+        if i >= steps_per_epoch:
+            break
+        ctx.check_stop()
+        step = epoch * steps_per_epoch + i
+        set_lr(optimizer, lr_at(cfg.lr, step, total, cfg.warmup_epochs * steps_per_epoch))
+        choices = supernet.sample(paths)
+        if world > 1:
+            x, y = x[rank::world], y[rank::world]
+        x, y = ctx.to_device(x), y.to(ctx.device)
+        loss, logits = train_step(
+            model, optimizer, x, y, choices, label_smoothing=cfg.label_smoothing, amp=ctx.amp
+        )
+        loss_sum += loss.item() * y.numel()
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += y.numel()
+        if rank == 0:
+            lr = optimizer.param_groups[0]["lr"]
+            ctx.callback.step("stage1", step + 1, total, {"loss": loss.item(), "lr": lr})
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / max(seen, 1),
+        "train_acc": correct / max(seen, 1),
+        "images_per_s": seen * world / max(time.perf_counter() - t0, 1e-9),
+    }
+
+
+def _ddp_worker(
+    rank: int, world: int, port: int, space_dict: dict, overrides: dict, out: str
+) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    use_cuda = overrides.get("device") != "cpu" and torch.cuda.is_available()
+    backend = "nccl" if use_cuda else "gloo"
+    dist.init_process_group(
+        backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    try:
+        torch.set_num_threads(max(1, torch.get_num_threads() // world))
+        if use_cuda:
+            torch.cuda.set_device(rank)
+        ctx = make_context(SearchSpace.from_dict(space_dict), overrides, out)
+        if use_cuda:
+            ctx.device = torch.device("cuda", rank)
+        torch.manual_seed(derive_seed(ctx.cfg.seed, "init"))
+        supernet = ctx.prepare(Supernet(ctx.space))
+        resume = latest_checkpoint(ctx.out, "stage1.pt")
+        ddp = DDP(
+            _PathModule(supernet),
+            device_ids=[rank] if use_cuda else None,
+            find_unused_parameters=True,
+        )
+        stage1(ctx, supernet, resume, rank=rank, world=world, ddp_model=ddp)
+        _check_ranks_agree(ctx, supernet, rank, world, use_cuda)
+    finally:
+        dist.destroy_process_group()
+
+
+def _check_ranks_agree(ctx: Context, supernet: Supernet, rank: int, world: int, cuda: bool):
+    """Every rank must end with identical weights; check it rather than assume it (rank 0
+    writes ``ddp.json``). BatchNorm running statistics differ per rank, as each sees its own
+    slice; they are recalibrated before any evaluation, and rank 0's are the ones saved."""
+    import torch.distributed as dist
+
+    fingerprint = torch.stack([p.detach().double().sum() for p in supernet.parameters()])
+    gathered = [torch.zeros_like(fingerprint) for _ in range(world)]
+    dist.all_gather(gathered, fingerprint.to(ctx.device) if cuda else fingerprint)
+    if rank == 0:
+        diff = max((g.cpu() - fingerprint.cpu()).abs().max().item() for g in gathered)
+        atomic_write_text(
+            ctx.ckpt_dir / "ddp.json", json.dumps({"world": world, "max_weight_diff": diff})
+        )
+
+
+class _PathModule(nn.Module):
+    """Adapts ``supernet(x, choices)`` to DDP, which wraps a module called with tensors."""
+
+    def __init__(self, supernet: Supernet) -> None:
+        super().__init__()
+        self.supernet = supernet
+
+    def forward(self, x: torch.Tensor, choices: Sequence[str]) -> torch.Tensor:
+        return self.supernet(x, choices)
+
+
+def run_stage1_ddp(ctx: Context, overrides: dict[str, Any], world: int) -> None:
+    """Stage 1 on ``world`` processes (one per GPU, or gloo ranks on the CPU)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(
+        _ddp_worker,
+        args=(world, port, ctx.space.to_dict(), overrides, str(ctx.out)),
+        nprocs=world,
+        join=True,
+    )
+
+
+def train_supernet(ctx: Context, overrides: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """Stage 1 to its last epoch (continuing a checkpoint when resuming); its checkpoint."""
+    ckpt = latest_checkpoint(ctx.out, "stage1.pt") if resume else None
+    if ckpt is not None and ckpt["epoch"] + 1 >= ctx.cfg.epochs:
+        return ckpt
+    if ctx.cfg.ngpu > 1:
+        world = ctx.cfg.ngpu if not ctx.cuda else min(ctx.cfg.ngpu, torch.cuda.device_count())
+        run_stage1_ddp(ctx, {**overrides, "device": ctx.device.type}, world)
+    else:
+        torch.manual_seed(derive_seed(ctx.cfg.seed, "init"))
+        stage1(ctx, ctx.prepare(Supernet(ctx.space)), ckpt)
+    return load_checkpoint(ctx.ckpt_dir / "stage1.pt")
+
+
+def run_stage1(
+    space: SearchSpace | str,
+    overrides: dict[str, Any] | None = None,
+    out: str | Path = "runs/search",
+    callback: SearchCallback | None = None,
+    resume: bool = False,
+) -> Path:
+    """Stage 1 alone (for workers that fan stage 2 out); returns its checkpoint's path."""
+    overrides = dict(overrides or {})
+    ctx = make_context(space, overrides, out, callback)
+    reporting_failures(ctx.callback, lambda: train_supernet(ctx, overrides, resume))
+    return ctx.ckpt_dir / "stage1.pt"

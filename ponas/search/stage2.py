@@ -1,0 +1,270 @@
+"""Stage 2, one layer at a time: plan the shared draws, pass the frozen prefix once, fine-tune
+and score every candidate from the same weights, keep the best.
+
+For every candidate of layer ``l`` the fine-tune starts from the same weights with the chosen
+prefix frozen and the suffix sampled; the entry ``A[l][c]`` is the validation accuracy averaged
+over one shared set of sampled suffixes (common random numbers), BatchNorm recalibrated
+before every evaluation. Every draw is seeded from ``(seed, stage, layer, candidate)``, so a
+resumed or fanned-out layer gives the same row.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ponas.search.context import Context
+from ponas.space import SearchSpace
+from ponas.supernet import Supernet
+from ponas.train import (
+    derive_seed,
+    evaluate,
+    lr_at,
+    make_optimizer,
+    recalibrate_bn,
+    set_lr,
+    train_step,
+)
+
+
+@dataclass
+class LayerPlan:
+    """The shared random draws of one stage-2 layer (identical for every candidate)."""
+
+    layer: int
+    prefix: list[str]
+    finetune_suffixes: list[list[str]]
+    eval_suffixes: list[list[str]]
+    finetune_batches: list
+    bn_batches: list
+    val_batches: list
+
+
+def _epochs(layer: int) -> tuple[int, Iterator[int]]:
+    """The first epoch of layer ``layer``'s training draws, and the epochs that follow it.
+
+    The first 99 follow-on epochs are the ones every saved table was drawn from; beyond them
+    (many fine-tune steps on a small training split) the draws go on in a range of their own,
+    so they never repeat another layer's."""
+    base = 10_000 + 100 * layer
+    return base, itertools.chain(
+        range(base + 1, base + 100), itertools.count(2**40 + layer * 2**30)
+    )
+
+
+def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[str]) -> LayerPlan:
+    """Draw the fine-tune batches and suffixes and the evaluation suffixes for ``layer``."""
+    cfg = ctx.cfg
+    torch.manual_seed(derive_seed(cfg.seed, "plan", layer))  # augmentation replays on resume
+    rng = random.Random(derive_seed(cfg.seed, "stage2", layer))
+    n_suffix = ctx.space.num_layers - layer - 1
+
+    def suffix() -> list[str]:
+        return supernet.sample(rng, [""] * (layer + 1))[layer + 1 :] if n_suffix else []
+
+    first, more = _epochs(layer)  # fine-tune and BN batches share the follow-on epochs
+    finetune = ctx.draw("train", first, cfg.finetune_steps, more)
+    bn = ctx.draw("train_eval", first, cfg.bn_batches, more)
+    val = list(ctx.batches("val", 0, shuffle=False))[: cfg.eval_batches]
+    return LayerPlan(
+        layer,
+        list(prefix),
+        [suffix() for _ in range(cfg.finetune_steps)],
+        [suffix() for _ in range(cfg.suffix_samples)],
+        finetune,
+        bn,
+        val,
+    )
+
+
+class PrefixFeatures:
+    """Inputs of layer ``l`` for the plan's batches, through the frozen prefix.
+
+    Fine-tune and BN-recalibration batches pass the prefix in train mode (batch statistics,
+    as in training); validation batches in eval mode after the prefix's BN is recalibrated.
+    With ``cache`` they are computed once and shared by every candidate of the layer.
+    """
+
+    def __init__(self, ctx: Context, supernet: Supernet, plan: LayerPlan, cache: bool) -> None:
+        self.ctx, self.supernet, self.plan = ctx, supernet, plan
+        prefix_modules = nn.ModuleList(
+            [supernet.stem] + [supernet.layers[i][c] for i, c in enumerate(plan.prefix)]
+        )
+        # The prefix is frozen for this layer: recalibrate its BN once, here.
+        recalibrate_bn(
+            prefix_modules,
+            plan.bn_batches,
+            forward=lambda x: supernet.features(ctx.to_device(x), plan.prefix),
+        )
+        self.prefix_modules = prefix_modules
+        self.cached: dict[str, list] | None = None
+        if cache:
+            self.cached = {kind: list(self._compute(kind)) for kind in ("finetune", "bn", "val")}
+
+    @torch.no_grad()
+    def _compute(self, kind: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = {
+            "finetune": self.plan.finetune_batches,
+            "bn": self.plan.bn_batches,
+            "val": self.plan.val_batches,
+        }[kind]
+        self.prefix_modules.train(kind != "val")
+        saved = [
+            (m, m.momentum)
+            for m in self.prefix_modules.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        ]
+        for m, _ in saved:
+            m.momentum = 0.0  # train-mode BN without touching the recalibrated statistics
+        try:
+            for x, y in batches:
+                with self.ctx.autocast():
+                    feats = self.supernet.features(self.ctx.to_device(x), self.plan.prefix)
+                yield feats, y.to(self.ctx.device)
+        finally:
+            for m, momentum in saved:
+                m.momentum = momentum
+
+    def get(self, kind: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iter(self.cached[kind]) if self.cached is not None else self._compute(kind)
+
+    @staticmethod
+    def estimate_mb(ctx: Context, plan: LayerPlan) -> float:
+        spec = ctx.space.layers[plan.layer]
+        per_example = spec.in_channels * spec.in_size * spec.in_size * 4
+        n = sum(len(b[1]) for b in plan.finetune_batches + plan.bn_batches + plan.val_batches)
+        return per_example * n / 2**20
+
+
+def finetune_and_score(
+    ctx: Context, supernet: Supernet, plan: LayerPlan, candidate: str, features: PrefixFeatures
+) -> float:
+    """Fine-tune ``candidate`` at ``plan.layer`` in place and return its table entry.
+
+    The entry is the validation accuracy averaged over the plan's shared suffixes, each
+    evaluated after BatchNorm recalibration of the path (prefix already recalibrated).
+    """
+    cfg, layer = ctx.cfg, plan.layer
+    torch.manual_seed(derive_seed(cfg.seed, "finetune", layer, candidate))
+    # What the fine-tune may change: the candidate, the suffix, the head.
+    modules = nn.ModuleList(
+        [supernet.layers[layer][candidate], *supernet.layers[layer + 1 :], supernet.head]
+    )
+    optimizer = make_optimizer(modules.parameters(), cfg, cfg.finetune_lr)
+    modules.train()
+    steps = len(plan.finetune_suffixes)
+    for step, ((feats, y), suffix) in enumerate(
+        zip(features.get("finetune"), plan.finetune_suffixes, strict=True)
+    ):
+        ctx.check_stop()
+        set_lr(optimizer, lr_at(cfg.finetune_lr, step, steps))  # cosine over the short fine-tune
+        train_step(
+            supernet.forward_layers,
+            optimizer,
+            feats,
+            y,
+            [candidate, *suffix],
+            layer,
+            label_smoothing=cfg.label_smoothing,
+            amp=ctx.amp,
+        )
+    return _score(ctx, supernet, plan, candidate, features)
+
+
+@torch.no_grad()
+def _score(
+    ctx: Context, supernet: Supernet, plan: LayerPlan, candidate: str, features: PrefixFeatures
+) -> float:
+    """The evaluation part of :func:`finetune_and_score`: the mean over the plan's suffixes.
+
+    After the fine-tune, the candidate is frozen like the prefix, and its BatchNorm statistics
+    depend only on what is upstream, not on the suffix. With ``reuse_prefix_features`` it is
+    recalibrated once and its outputs (train mode on the recalibration batches, eval mode on
+    the validation batches) are shared by every suffix, which then recalibrates only its own
+    blocks and the head. The result is the same, bit for bit, as running whole paths.
+    """
+    layer = plan.layer
+    start, bn, val = layer, list(features.get("bn")), list(features.get("val"))
+    if ctx.cfg.reuse_prefix_features:
+        block = supernet.layers[layer][candidate]
+        bn_out: list[tuple[torch.Tensor, None]] = []
+        recalibrate_bn(block, bn, forward=lambda f: bn_out.append((block(f), None)))
+        block.eval()
+        with ctx.autocast():
+            val = [(block(f), y) for f, y in val]
+        start, bn = layer + 1, bn_out
+    accuracies = []
+    for suffix in plan.eval_suffixes:
+        path = suffix if start > layer else [candidate, *suffix]
+        modules = nn.ModuleList(
+            [supernet.layers[start + i][c] for i, c in enumerate(path)] + [supernet.head]
+        )
+
+        def forward(f: torch.Tensor, path: list[str] = path) -> torch.Tensor:
+            return supernet.forward_layers(f, path, start)
+
+        recalibrate_bn(modules, bn, forward=forward)
+        modules.eval()
+        with ctx.autocast():
+            accuracies.append(evaluate(forward, val, ctx.device, topk=(1,))["top1"])
+    return sum(accuracies) / len(accuracies)
+
+
+def search_layer(
+    ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[str]
+) -> tuple[list[float | None], str]:
+    """Stage 2 for one layer: every allowed candidate from the same weights -> row, best.
+
+    Leaves ``supernet`` holding the best candidate's fine-tuned weights.
+    """
+    space = ctx.space
+    plan = plan_layer(ctx, supernet, layer, prefix)
+    cache = ctx.cfg.reuse_prefix_features and (
+        PrefixFeatures.estimate_mb(ctx, plan) <= ctx.cfg.feature_cache_mb
+    )
+    features = PrefixFeatures(ctx, supernet, plan, cache=cache)
+    # Everything a candidate's fine-tune may touch, snapshotted once: each candidate starts
+    # from these weights; the best candidate's result is carried on.
+    # (one flat list of tensors, copied in place: a state_dict round trip per candidate costs
+    # more than a short fine-tune on the deep layers)
+    touched = _tensors([*supernet.layers[layer:], supernet.head])
+    start = [t.detach().clone() for t in touched]
+    row: list[float | None] = [None] * len(space.candidates)
+    best_state = None
+    for cand in space.allowed_candidates(layer):
+        _copy(touched, start)
+        acc = finetune_and_score(ctx, supernet, plan, cand, features)
+        row[space.candidates.index(cand)] = acc
+        ctx.callback.candidate_done(layer, cand, acc)
+        if choose_best(space, layer, row) == cand:
+            best_state = [t.detach().clone() for t in touched]
+    assert best_state is not None
+    _copy(touched, best_state)
+    return row, choose_best(space, layer, row)
+
+
+def _tensors(modules: Sequence[nn.Module]) -> list[torch.Tensor]:
+    """Every parameter and buffer of ``modules``, in a fixed order."""
+    return [t for m in modules for t in itertools.chain(m.parameters(), m.buffers())]
+
+
+@torch.no_grad()
+def _copy(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    torch._foreach_copy_(dst, src)
+
+
+def choose_best(space: SearchSpace, layer: int, row: Sequence[float | None]) -> str:
+    """The best candidate of a row; ties go to the cheaper block (MACs), then the first."""
+    from ponas.cost import candidate_cost
+
+    scored = [
+        (acc, -candidate_cost(space, layer, c).macs, -j, c)
+        for j, (c, acc) in enumerate(zip(space.candidates, row, strict=True))
+        if acc is not None
+    ]
+    return max(scored)[3]
