@@ -4,7 +4,6 @@ optionally fine-tune, evaluate. Choosing it is :mod:`ponas.solve`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
