@@ -13,8 +13,15 @@ from typing import Any
 
 import torch
 
-from ponas.files import FILENAMES, FORMATS, MODEL_CARD_FILE, atomic_write, atomic_write_text
-from ponas.network import LAYOUTS, Network, load_file, network_for_weights, to_layout
+from ponas.files import (
+    FILENAMES,
+    FORMATS,
+    MODEL_CARD_FILE,
+    atomic_write,
+    atomic_write_text,
+    load_file,
+)
+from ponas.network import LAYOUTS, Network, network_for_weights, to_layout
 from ponas.space import SearchSpace
 from ponas.units import format_cost, format_count
 

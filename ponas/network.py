@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ponas.blocks import Head, MBConv, SqueezeExcite, init_weights, make_block, make_stem
+from ponas.files import load_file
 from ponas.space import Candidate, SearchSpace, SpaceError, load_space
 
 
@@ -142,17 +143,6 @@ def resolve_model(
 class WeightsError(ValueError):
     """A weights file that cannot be read or does not fit the network; the message is one line
     that starts with the file's path."""
-
-
-def load_file(path: Path, error: type[ValueError], expected: str = "") -> Any:
-    """``torch.load`` of tensors and plain data onto the CPU, whatever device saved them; a
-    missing or unreadable file raises ``error`` (``expected`` follows "no such file")."""
-    if not path.is_file():
-        raise error(f"{path}: no such file{expected}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        raise error(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ponas.files import atomic_write
+from ponas.files import atomic_write, load_file
 from ponas.search.config import SearchConfig
 from ponas.space import SearchSpace
 from ponas.supernet import Supernet
@@ -41,7 +41,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A search checkpoint (stage 1 epoch or stage 2 layer), loaded onto the CPU."""
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_file(path)
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a PONAS search checkpoint")
     return obj
@@ -86,7 +86,7 @@ def save_supernet(path: str | Path, supernet: Supernet, chosen: Sequence[str], m
 
 def load_supernet(path: str | Path) -> Supernet:
     """The supernet saved by a search, on the CPU."""
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_file(path)
     if not isinstance(obj, dict) or obj.get("format") != SUPERNET_FORMAT:
         raise ValueError(f"{path}: not a PONAS supernet file (written by `ponas search`)")
     supernet = Supernet(SearchSpace.from_dict(obj["space"]))

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ponas.files import atomic_write
+from ponas.files import atomic_write, load_file
 from ponas.search.callbacks import SearchCallback
 from ponas.search.checkpoint import load_checkpoint, save_checkpoint, stage2_state
 from ponas.search.config import SearchConfig
@@ -78,7 +78,7 @@ def finish_layer(out: str | Path, layer: int, weights: dict[str, str | Path]) ->
     path, rows = list(ckpt.get("path", [])), list(ckpt.get("rows", []))
     if len(path) != layer:
         raise ValueError(f"{source} holds {len(path)} finished layers; cannot finish layer {layer}")
-    results = {c: torch.load(p, map_location="cpu", weights_only=False) for c, p in weights.items()}
+    results = {c: load_file(p) for c, p in weights.items()}
     missing = set(space.allowed_candidates(layer)) - set(results)
     if missing:
         raise ValueError(f"layer {layer}: no result for candidates {sorted(missing)}")
