@@ -46,7 +46,7 @@ __all__ = [
     "make_loader",
 ]
 
-DATASETS = ("digits", "cifar10", "imagefolder")
+DATASETS = ("digits", "shapes", "cifar10", "imagefolder")
 
 # The digits test split must not move when the user changes the search seed, or accuracies of
 # runs with different seeds would be measured on different images.
@@ -799,9 +799,9 @@ def load_dataset(
     val_size: int | float,
     seed: int = 0,
 ) -> DataSplits:
-    """Load dataset ``name`` ("digits", "cifar10" or "imagefolder") as train/val/test splits.
+    """Load dataset ``name`` (one of :data:`DATASETS`) as train/val/test splits.
 
-    ``root``: ignored for digits; the folder of CIFAR-10 pickle batches (or one holding
+    ``root``: ignored for digits and shapes; the folder of CIFAR-10 pickle batches (or one holding
     ``cifar-10-batches-py/``); the folder holding ``train/`` and ``val/`` or ``test/``.
     ``val_size``: an int is a number of validation examples, a float in (0, 1) a fraction of
     the training data. The validation split is a permutation seeded by ``seed`` and held out of
@@ -812,14 +812,18 @@ def load_dataset(
         raise DatasetError(
             f"unknown dataset {name!r}: expected one of {', '.join(repr(d) for d in DATASETS)}"
         )
-    where = key if root is None or key == "digits" else str(root)
+    where = key if root is None or key in ("digits", "shapes") else str(root)
     input_size = _check_input_size(input_size, where)
-    channels = {"digits": 1, "cifar10": 3}.get(key)
+    channels = {"digits": 1, "shapes": 1, "cifar10": 3}.get(key)
     m, s = _check_normalization(mean, std, channels, where)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise DatasetError(f"{where}: seed must be an int, got {seed!r}")
     if key == "digits":
         return _load_digits(input_size, m, s, val_size, int(seed))
+    if key == "shapes":  # generated in memory (ponas/synthetic.py), nothing to download
+        from ponas.synthetic import load_shapes
+
+        return load_shapes(input_size, m, s, val_size, int(seed))
     if root is None:
         what = (
             "the folder of CIFAR-10 python pickle batches (data_batch_1..5, test_batch)"
