@@ -35,6 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 __all__ = [
+    "BUILTIN_DATASETS",
     "DATASETS",
     "BatchLoader",
     "DataSplits",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 DATASETS = ("digits", "cifar10", "imagefolder", "shapes")
+BUILTIN_DATASETS = ("digits", "shapes")  # need no folder: bundled or generated in memory
 
 # The digits test split must not move when the user changes the search seed, or accuracies of
 # runs with different seeds would be measured on different images.
@@ -812,7 +814,7 @@ def load_dataset(
         raise DatasetError(
             f"unknown dataset {name!r}: expected one of {', '.join(repr(d) for d in DATASETS)}"
         )
-    where = key if root is None or key in ("digits", "shapes") else str(root)
+    where = key if root is None or key in BUILTIN_DATASETS else str(root)
     input_size = _check_input_size(input_size, where)
     channels = {"digits": 1, "shapes": 1, "cifar10": 3}.get(key)
     m, s = _check_normalization(mean, std, channels, where)
