@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--cache", help="JSON file keeping the ground truth between runs")
     parser.add_argument("--out", help="write every measurement here (JSON)")
     parser.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
         "--quick", action="store_true", help="1 seed, 3 networks per budget, 1 epoch, short search"
     )
@@ -183,7 +184,9 @@ def main() -> None:
     if args.quick:
         args.seeds, args.per_budget, args.epochs = args.seeds[:1], 3, 1
         overrides = {"epochs": 2, "finetune_steps": 10, "suffix_samples": 2, **overrides}
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # One thread: these networks are too small to gain from more, and on a shared machine
+    # two spinning OpenMP threads per process made stage 1 about 20x slower (measured).
+    torch.set_num_threads(args.threads)
     cache_file = Path(args.cache) if args.cache else None
     cache = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
     recipe = f"{args.preset}/e{args.epochs}/lr{args.lr}/init{args.init_seed}"
