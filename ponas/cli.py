@@ -369,6 +369,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ponas.data import DATASETS
+
     parser = argparse.ArgumentParser(
         prog="ponas",
         description="Progressive One-shot NAS: search once, deploy a network for any budget.",
@@ -384,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="run both stages and write the accuracy table")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="imagenet, cifar10, digits, or a space YAML")
+    src.add_argument("--preset", help="imagenet, cifar10, digits, shapes, or a space YAML")
     src.add_argument("--cfg", help="search.yml: 'preset' or 'space', and any training setting")
     p.add_argument("--out", help="output folder (default runs/PRESET)")
     p.add_argument(
@@ -393,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="stage-1 epochs")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dataset", choices=["digits", "cifar10", "imagefolder"])
+    p.add_argument("--dataset", choices=DATASETS)
     p.add_argument(
         "--dataset-dir", dest="dataset_dir", help="folder of a cifar10 or imagefolder dataset"
     )

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from ponas.train import epoch_seed
 
 __all__ = [
+    "BUILTIN_DATASETS",
     "DATASETS",
     "DATASET_CHANNELS",
     "BatchLoader",
@@ -50,9 +51,10 @@ __all__ = [
     "make_loader",
 ]
 
-DATASETS = ("digits", "cifar10", "imagefolder")
+DATASETS = ("digits", "cifar10", "imagefolder", "shapes")
+BUILTIN_DATASETS = ("digits", "shapes")  # need no folder: bundled or generated in memory
 # input channels of the datasets that fix them (an image folder has as many as mean/std give)
-DATASET_CHANNELS = {"digits": 1, "cifar10": 3}
+DATASET_CHANNELS = {"digits": 1, "shapes": 1, "cifar10": 3}
 
 # The digits test split must not move when the user changes the search seed, or accuracies of
 # runs with different seeds would be measured on different images.
@@ -817,9 +819,9 @@ def load_dataset(
     val_size: int | float,
     seed: int = 0,
 ) -> DataSplits:
-    """Load dataset ``name`` ("digits", "cifar10" or "imagefolder") as train/val/test splits.
+    """Load dataset ``name`` (one of :data:`DATASETS`) as train/val/test splits.
 
-    ``root``: ignored for digits; the folder of CIFAR-10 pickle batches (or one holding
+    ``root``: ignored for digits and shapes; the folder of CIFAR-10 pickle batches (or one holding
     ``cifar-10-batches-py/``); the folder holding ``train/`` and ``val/`` or ``test/``.
     ``val_size``: an int is a number of validation examples, a float in (0, 1) a fraction of
     the training data. The validation split is a permutation seeded by ``seed`` and held out of
@@ -830,7 +832,7 @@ def load_dataset(
         raise DatasetError(
             f"unknown dataset {name!r}: expected one of {', '.join(repr(d) for d in DATASETS)}"
         )
-    where = key if root is None or key == "digits" else str(root)
+    where = key if root is None or key in BUILTIN_DATASETS else str(root)
     input_size = _check_input_size(input_size, where)
     channels = DATASET_CHANNELS.get(key)
     m, s = _check_normalization(mean, std, channels, where)
@@ -838,6 +840,10 @@ def load_dataset(
         raise DatasetError(f"{where}: seed must be an int, got {seed!r}")
     if key == "digits":
         return _load_digits(input_size, m, s, val_size, int(seed))
+    if key == "shapes":  # generated in memory (ponas/synthetic.py), nothing to download
+        from ponas.synthetic import load_shapes
+
+        return load_shapes(input_size, m, s, val_size, int(seed))
     if root is None:
         what = (
             "the folder of CIFAR-10 python pickle batches (data_batch_1..5, test_batch)"

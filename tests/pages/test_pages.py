@@ -148,7 +148,7 @@ def test_a_dataset_that_is_not_registered_for_the_user_is_refused(browser):
     response = post(browser, "/runs/new/", form_data(preset="cifar10", dataset="cifar10"))
     assert field_errors(response, "dataset") == [
         '"cifar10" is not a dataset available to you (an admin registers datasets); '
-        "available: digits"
+        "available: digits, shapes"
     ]
     assert "dataset_dir" not in response.content.decode()  # no server folder is asked for
 

@@ -40,7 +40,7 @@ def test_a_user_cannot_train_on_a_server_folder(api, folder):
     assert response.json() == {
         "config": [
             "dataset_dir: server folders are not chosen through the web or the API; choose a "
-            "dataset by name (available to you: digits)"
+            "dataset by name (available to you: digits, shapes)"
         ]
     }
     assert not SearchRun.objects.exists()
@@ -52,7 +52,7 @@ def test_a_dataset_kind_is_not_a_dataset(api):
     assert response.json() == {
         "config": [
             'dataset: "imagefolder" is not a dataset available to you (an admin registers '
-            "datasets); available: digits"
+            "datasets); available: digits, shapes"
         ]
     }
 

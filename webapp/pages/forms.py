@@ -83,7 +83,7 @@ class SearchForm(forms.Form):
     )
     preset = forms.ChoiceField()
     dataset = forms.ChoiceField(
-        help_text="built in (digits), or registered by an admin and shared with you"
+        help_text="built in (digits, shapes), or registered by an admin and shared with you"
     )
     device = forms.ChoiceField(choices=DEVICES, help_text="auto: a GPU when the worker has one")
     queue = forms.ChoiceField(

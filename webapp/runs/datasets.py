@@ -16,11 +16,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
+from ponas.data import BUILTIN_DATASETS
 from ponas.space import load_space
 from webapp.runs.models import Dataset
 
-# ponas's datasets that need no folder (the data ships with the code).
-BUNDLED = ("digits",)
+# ponas's datasets that need no folder (bundled with the code or generated in memory).
+BUNDLED = BUILTIN_DATASETS
 
 
 def check_registration(name: str, root: str) -> Path:
@@ -89,17 +90,19 @@ def search_settings(preset: str, config: dict[str, Any]) -> dict[str, Any]:
 
 def data_memory_mb(preset: str, config: dict[str, Any], input_size: int) -> float | None:
     """The memory the images of an in-memory dataset take at ``input_size`` (float32), or
-    None for datasets read from disk batch by batch. Digits is held upscaled in memory."""
-    if chosen_name(preset, config) != "digits":
-        return None
-    return _digits_images() * input_size * input_size * 4 / 2**20
+    None for datasets read from disk batch by batch. The built-in sets are held upscaled."""
+    count = _builtin_images().get(chosen_name(preset, config))
+    return None if count is None else count * input_size * input_size * 4 / 2**20
 
 
 @cache
-def _digits_images() -> int:
+def _builtin_images() -> dict[str, int]:
+    """Images (single-channel) of each built-in dataset, train and test together."""
     from sklearn.datasets import load_digits
 
-    return len(load_digits().images)  # 1,797 single-channel images
+    from ponas.synthetic import SHAPES_TEST, SHAPES_TRAIN
+
+    return {"digits": len(load_digits().images), "shapes": SHAPES_TRAIN + SHAPES_TEST}
 
 
 # An absolute path of at least two parts (``/a/b``), as error texts quote them.
