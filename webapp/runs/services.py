@@ -19,11 +19,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.celery import app
-from webapp.runs.models import ACTIVE, Deployment, SearchRun, Status
+from webapp.runs.models import ACTIVE, Deployment, DeviceProfile, SearchRun, Status
 
 # Task names, as tasks/ registers them (``@shared_task(name=...)``).
 RUN_SEARCH = "tasks.search.run_search"
 BUILD_DEPLOYMENT = "tasks.deploy.build_deployment"
+PROFILE_LATENCY = "tasks.profile.profile_latency"
 
 
 class Conflict(Exception):
@@ -162,3 +163,21 @@ def start_deployment(**fields: Any) -> Deployment:
     deployment = Deployment.objects.create(**fields)
     send_build(deployment.pk, deployment.run.queue)
     return deployment
+
+
+# ---- device profiles ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def start_profile(run: SearchRun, queue: str) -> DeviceProfile:
+    """Queue the timing of a succeeded run's blocks on ``queue``: the worker that takes it
+    measures the lookup table on its own device and stores it, named by the device."""
+    run = SearchRun.objects.select_for_update().filter(pk=run.pk).first() or run
+    if not run.has_table:
+        raise Conflict(
+            f"run {run.pk} has no accuracy table yet (status {run.status}); profile the "
+            "latency of a succeeded run"
+        )
+    profile = DeviceProfile.objects.create(run=run, queue=queue)
+    send_on_commit(PROFILE_LATENCY, (profile.pk,), queue)
+    return profile
