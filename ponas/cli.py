@@ -110,7 +110,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CommandError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    bar = tqdm(desc="profiling blocks in context", unit="network", file=sys.stderr)
+    bar = tqdm(desc="timing blocks in context", unit="pass", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         bar.total = total

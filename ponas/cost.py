@@ -315,40 +315,26 @@ def profile_latency(
 ) -> dict[str, Any]:
     """Time every (layer, candidate) block and the fixed parts on ``device``, in context.
 
-    A block timed alone on its own input runs faster than inside a network (its weights and
-    input stay in cache): on a 2-core CPU the summed prediction then missed whole networks by
-    ~30%. So every block is timed where it runs, inside whole networks: the networks of
+    A block timed alone on its own input runs at a different speed than inside a network (its
+    weights and input stay in cache), so every block is timed where it runs: the networks of
     :func:`context_rounds` run forward layer by layer, each part timed on its own (CUDA
-    synchronized after each), and an entry is the median over ``repeats`` passes (after
-    ``warmup``). The parts of one pass add up to the pass. ``clock`` is one of
-    :data:`CLOCKS`. Returns the lookup table (``format: ponas-latency/1``) that
+    synchronized after each). The networks take turns, ``repeats`` passes each after
+    ``warmup``, and each keeps its fastest pass: a machine busy with other work slows some
+    passes, and taking turns spreads that over all networks alike. An entry is its part of
+    that pass, so a round's network is predicted exactly as fast as it ran. ``clock`` is one
+    of :data:`CLOCKS`. Returns the lookup table (``format: ponas-latency/1``) that
     :func:`with_latency` and ``ponas profile`` use.
     """
     import torch
 
-    from ponas.network import Network
-
     dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    now = _clock(clock, dev)
     rounds = context_rounds(space)
     x = torch.randn(batch, space.in_channels, space.input_size, space.input_size, device=dev)
+    fastest = _fastest_passes(space, rounds, x, clock, warmup, repeats, progress)
     samples: dict[tuple[int, str], list[float]] = {}
-    base: list[float] = []
-    for r, choices in enumerate(rounds):
-        net = Network(space, choices).to(dev).eval()
-        parts = [net.stem, *net.layers, net.head]
-        with torch.inference_mode():
-            for _ in range(warmup):
-                net(x)
-            sync()
-            for _ in range(repeats):
-                times = _time_parts(parts, x, sync, now)
-                base.append(times[0] + times[-1])
-                for i, name in enumerate(choices):
-                    samples.setdefault((i, name), []).append(times[i + 1])
-        if progress:
-            progress(r + 1, len(rounds))
+    for choices, times in zip(rounds, fastest, strict=True):
+        for i, name in enumerate(choices):
+            samples.setdefault((i, name), []).append(times[i + 1])
     layers = [
         [
             statistics.median(samples[(i, c)]) if space.allowed(i, c) else None
@@ -362,12 +348,49 @@ def profile_latency(
         "spec": space.to_dict(),
         "device": device_name(dev),
         "batch": batch,
-        "method": "in context",
+        "method": "in context, fastest of interleaved passes",
         "clock": clock,
         "candidates": list(space.candidates),
-        "base_ms": statistics.median(base),
+        "base_ms": statistics.median(times[0] + times[-1] for times in fastest),
         "layers": layers,
     }
+
+
+def _fastest_passes(
+    space: SearchSpace,
+    archs: Sequence[Sequence[str]],
+    x: Any,
+    clock: str,
+    warmup: int,
+    repeats: int,
+    progress: Callable[[int, int], None] | None = None,
+    whole: bool = False,
+) -> list[list[float]]:
+    """For each architecture, the ms of each part (stem, every layer, head; or ``whole``: the
+    network as one) in its fastest of ``repeats`` passes; the networks take turns."""
+    import torch
+
+    from ponas.network import Network
+
+    dev = x.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    now = _clock(clock, dev)
+    nets = [Network(space, choices).to(dev).eval() for choices in archs]
+    parts = [[net] if whole else [net.stem, *net.layers, net.head] for net in nets]
+    best: list[list[float] | None] = [None] * len(nets)
+    with torch.inference_mode():
+        for net in nets:
+            for _ in range(warmup):
+                net(x)
+        sync()
+        for rep in range(repeats):
+            for k in range(len(nets)):
+                times = _time_parts(parts[k], x, sync, now)
+                if best[k] is None or sum(times) < sum(best[k]):
+                    best[k] = times
+            if progress:
+                progress(rep + 1, repeats)
+    return [list(times or []) for times in best]
 
 
 def _time_parts(
@@ -412,24 +435,21 @@ def latency_error(
     repeats: int = 20,
 ) -> list[dict[str, Any]]:
     """For random architectures: predicted vs measured whole-network latency and error in %,
-    measured with the clock the lookup table was timed with."""
+    measured as the lookup table was (its clock; the fastest of interleaved passes)."""
     import torch
 
-    from ponas.network import Network
-
-    dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    now = _clock(lut.get("clock", "wall"), dev)
     rng = random.Random(seed)
+    archs = [
+        [rng.choice(space.allowed_candidates(i)) for i in range(space.num_layers)]
+        for _ in range(samples)
+    ]
+    x = torch.randn(
+        lut["batch"], space.in_channels, space.input_size, space.input_size, device=device
+    )
+    clock = lut.get("clock", "wall")
+    fastest = _fastest_passes(space, archs, x, clock, warmup, repeats, whole=True)
     rows = []
-    for _ in range(samples):
-        choices = [rng.choice(space.allowed_candidates(i)) for i in range(space.num_layers)]
-        net = Network(space, choices).to(dev).eval()
-        x = torch.randn(
-            lut["batch"], space.in_channels, space.input_size, space.input_size, device=dev
-        )
-        with torch.inference_mode():
-            measured = _median_ms(lambda net=net, x=x: net(x), sync, warmup, repeats, now)
+    for choices, (measured,) in zip(archs, fastest, strict=True):
         predicted = predict_latency(lut, space, choices)
         rows.append(
             {

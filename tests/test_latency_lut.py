@@ -9,7 +9,7 @@ import random
 import pytest
 
 from ponas.cli import main
-from ponas.cost import prediction_quality, profile_latency, with_latency
+from ponas.cost import context_rounds, prediction_quality, profile_latency, with_latency
 from ponas.space import load_space
 from ponas.table import AccuracyTable
 from tests.test_deploy_solver import NAMES, all_networks, fits, make_table
@@ -151,3 +151,12 @@ def test_prediction_quality_is_the_mean_absolute_error_and_the_rank_correlation(
     assert q["rank_correlation"] == pytest.approx(1.0)
     rows[0]["predicted_ms"] = 50  # now predicted the slowest
     assert prediction_quality(rows)["rank_correlation"] == pytest.approx(-0.2)
+
+
+@pytest.mark.parametrize("preset", ["digits", "imagenet"])
+def test_the_context_networks_time_every_allowed_block_of_every_layer(preset):
+    space = load_space(preset)
+    rounds = context_rounds(space)
+    assert len(rounds) == max(len(space.allowed_candidates(i)) for i in range(space.num_layers))
+    for i in range(space.num_layers):
+        assert {arch[i] for arch in rounds} == set(space.allowed_candidates(i))

@@ -361,6 +361,7 @@ PONAS_MAX_DATA_MEMORY_MB = env_int("PONAS_MAX_DATA_MEMORY_MB", 4096)
 # Per user: runs queued or running, deployment builds queued or running (429 beyond them).
 PONAS_MAX_ACTIVE_RUNS = env_int("PONAS_MAX_ACTIVE_RUNS", 4)
 PONAS_MAX_ACTIVE_DEPLOYMENTS = env_int("PONAS_MAX_ACTIVE_DEPLOYMENTS", 4)
+PONAS_MAX_ACTIVE_PROFILES = env_int("PONAS_MAX_ACTIVE_PROFILES", 4)
 # Queues a user (not staff) may send heavy work to; `default` carries every run's bookkeeping.
 PONAS_USER_QUEUES = [
     q.strip() for q in os.environ.get("PONAS_USER_QUEUES", "gpu").split(",") if q.strip()

@@ -130,3 +130,14 @@ def test_a_profile_of_another_run_or_not_measured_yet_is_refused(api, alice, fin
     assert response.json() == {
         "profile": [f"device profile {queued.pk} not found (or not measured yet)"]
     }
+
+
+def test_profiles_being_measured_count_against_the_users_quota(api, finished_run, settings):
+    settings.PONAS_MAX_ACTIVE_PROFILES = 1
+    url = f"/api/runs/{finished_run.pk}/profiles/"
+    assert api.post(url, {"queue": "gpu"}, format="json").status_code == 202
+    response = api.post(url, {"queue": "gpu"}, format="json")
+    assert response.status_code == 429
+    assert response.json()["error"].startswith(
+        "you have 1 device profile being measured, the most this server allows one user (1)"
+    )
