@@ -222,6 +222,7 @@ class RunField(serializers.PrimaryKeyRelatedField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "integer", "description": "a device profile id"})
 class ProfileField(serializers.PrimaryKeyRelatedField):
     """A succeeded device profile of the requesting user's runs (the latency to budget in)."""
 
