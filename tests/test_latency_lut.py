@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+import torch
 
 from ponas.cli import main
 from ponas.cost import context_rounds, prediction_quality, profile_latency, with_latency
@@ -15,6 +16,16 @@ from ponas.table import AccuracyTable
 from tests.test_deploy_solver import NAMES, all_networks, fits, make_table
 
 LAYERS, WIDTH = 4, 4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Timing with one thread: on a busy 2-core machine two threads wait for each other at every
+    op (a digits profile then takes a minute instead of a second)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def small_table() -> AccuracyTable:
@@ -160,3 +171,26 @@ def test_the_context_networks_time_every_allowed_block_of_every_layer(preset):
     assert len(rounds) == max(len(space.allowed_candidates(i)) for i in range(space.num_layers))
     for i in range(space.num_layers):
         assert {arch[i] for arch in rounds} == set(space.allowed_candidates(i))
+
+
+def test_search_with_a_lut_writes_a_table_with_that_devices_latency(tmp_path, capsys):
+    space = load_space("digits").replace(input_size=8)
+    lut = profile_latency(space, "cpu", batch=1, warmup=1, repeats=2)
+    (tmp_path / "lut.json").write_text(json.dumps(lut))
+    tiny = ["epochs=1", "finetune_steps=1", "suffix_samples=1", "bn_batches=1", "eval_batches=1"]
+    args = ["search", "--preset", "digits", "--out", str(tmp_path / "run"), "--seed", "0"]
+    args += ["--set", "input_size=8", "--lut", str(tmp_path / "lut.json")]
+    for item in tiny:
+        args += ["--set", item]
+    assert main(args) == 0, capsys.readouterr().err
+    table = AccuracyTable.load(tmp_path / "run" / "table.json")
+    assert table.meta["latency_device"] == lut["device"]
+    assert table.base_cost["latency_ms"] == lut["base_ms"]
+
+
+def test_search_refuses_a_file_that_is_not_a_lut_before_it_starts(tmp_path, capsys):
+    (tmp_path / "lut.json").write_text("{}")
+    args = ["search", "--preset", "digits", "--out", str(tmp_path / "run")]
+    assert main([*args, "--lut", str(tmp_path / "lut.json")]) == 2
+    assert "not a latency table" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
