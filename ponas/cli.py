@@ -93,7 +93,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ponas.cost import latency_error, prediction_quality, profile_latency
+    from ponas.cost import prediction_quality, profile_latency
     from ponas.files import atomic_write_text
     from ponas.space import load_space
 
@@ -117,13 +117,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     lut = profile_latency(
-        space, args.device, args.batch, args.warmup, args.repeats, progress, clock=args.clock
+        space,
+        args.device,
+        args.batch,
+        args.warmup,
+        args.repeats,
+        progress,
+        clock=args.clock,
+        check=args.check,
     )
     bar.close()
-    checks = latency_error(
-        lut, space, args.device, samples=args.check, warmup=args.warmup, repeats=args.repeats
-    )
-    lut["check"] = checks
+    checks = lut.get("check", [])
     lut["quality"] = quality = prediction_quality(checks)
     atomic_write_text(args.out, json.dumps(lut, indent=1))
     print(f"latency table for {space.name} on {lut['device']} (batch {args.batch}) -> {args.out}")
@@ -513,7 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument(
-        "--check", type=int, default=20, help="random whole networks to check the sum against"
+        "--check",
+        type=int,
+        default=20,
+        help="random whole networks, timed alongside, to check the summed prediction against",
     )
     p.add_argument(
         "--clock",

@@ -312,27 +312,37 @@ def profile_latency(
     repeats: int = 20,
     progress: Callable[[int, int], None] | None = None,
     clock: str = "wall",
+    check: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Time every (layer, candidate) block and the fixed parts on ``device``, in context.
 
-    A block timed alone on its own input runs at a different speed than inside a network (its
+    A block timed alone on its own input runs at another speed than inside a network (its
     weights and input stay in cache), so every block is timed where it runs: the networks of
     :func:`context_rounds` run forward layer by layer, each part timed on its own (CUDA
     synchronized after each). The networks take turns, ``repeats`` passes each after
     ``warmup``, and each keeps its fastest pass: a machine busy with other work slows some
     passes, and taking turns spreads that over all networks alike. An entry is its part of
     that pass, so a round's network is predicted exactly as fast as it ran. ``clock`` is one
-    of :data:`CLOCKS`. Returns the lookup table (``format: ponas-latency/1``) that
-    :func:`with_latency` and ``ponas profile`` use.
+    of :data:`CLOCKS`.
+
+    With ``check``, that many random whole networks (drawn with ``seed``) take their turns
+    among them, timed whole, and ``check`` in the result holds their predicted and measured
+    latency (see :func:`latency_error`): measured alongside, so both see the same machine.
+    Returns the lookup table (``format: ponas-latency/1``) that :func:`with_latency` uses.
     """
     import torch
 
     dev = torch.device(device)
     rounds = context_rounds(space)
+    archs = random_architectures(space, check, seed)
     x = torch.randn(batch, space.in_channels, space.input_size, space.input_size, device=dev)
-    fastest = _fastest_passes(space, rounds, x, clock, warmup, repeats, progress)
+    nets = _networks(space, [*rounds, *archs], dev)
+    parts = [[net.stem, *net.layers, net.head] for net in nets[: len(rounds)]]
+    parts += [[net] for net in nets[len(rounds) :]]
+    fastest = _fastest_passes(parts, x, clock, warmup, repeats, progress)
     samples: dict[tuple[int, str], list[float]] = {}
-    for choices, times in zip(rounds, fastest, strict=True):
+    for choices, times in zip(rounds, fastest, strict=False):
         for i, name in enumerate(choices):
             samples.setdefault((i, name), []).append(times[i + 1])
     layers = [
@@ -342,7 +352,7 @@ def profile_latency(
         ]
         for i in range(space.num_layers)
     ]
-    return {
+    lut = {
         "format": LUT_FORMAT,
         "space": space.name,
         "spec": space.to_dict(),
@@ -351,41 +361,53 @@ def profile_latency(
         "method": "in context, fastest of interleaved passes",
         "clock": clock,
         "candidates": list(space.candidates),
-        "base_ms": statistics.median(times[0] + times[-1] for times in fastest),
+        "base_ms": statistics.median(times[0] + times[-1] for times in fastest[: len(rounds)]),
         "layers": layers,
     }
+    if archs:
+        measured = [times[0] for times in fastest[len(rounds) :]]
+        lut["check"] = _check_rows(lut, space, archs, measured)
+    return lut
+
+
+def random_architectures(space: SearchSpace, n: int, seed: int = 0) -> list[list[str]]:
+    """``n`` architectures, each layer's candidate drawn uniformly (reproducible by ``seed``)."""
+    rng = random.Random(seed)
+    return [
+        [rng.choice(space.allowed_candidates(i)) for i in range(space.num_layers)] for _ in range(n)
+    ]
+
+
+def _networks(space: SearchSpace, archs: Sequence[Sequence[str]], dev: Any) -> list[Any]:
+    from ponas.network import Network
+
+    return [Network(space, choices).to(dev).eval() for choices in archs]
 
 
 def _fastest_passes(
-    space: SearchSpace,
-    archs: Sequence[Sequence[str]],
+    parts: Sequence[Sequence[Any]],
     x: Any,
     clock: str,
     warmup: int,
     repeats: int,
     progress: Callable[[int, int], None] | None = None,
-    whole: bool = False,
 ) -> list[list[float]]:
-    """For each architecture, the ms of each part (stem, every layer, head; or ``whole``: the
-    network as one) in its fastest of ``repeats`` passes; the networks take turns."""
+    """For each network, given as its parts in order, the ms of each part in its fastest of
+    ``repeats`` passes (after ``warmup``); the networks take turns, pass by pass."""
     import torch
-
-    from ponas.network import Network
 
     dev = x.device
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     now = _clock(clock, dev)
-    nets = [Network(space, choices).to(dev).eval() for choices in archs]
-    parts = [[net] if whole else [net.stem, *net.layers, net.head] for net in nets]
-    best: list[list[float] | None] = [None] * len(nets)
+    best: list[list[float] | None] = [None] * len(parts)
     with torch.inference_mode():
-        for net in nets:
+        for net in parts:
             for _ in range(warmup):
-                net(x)
+                _time_parts(net, x, sync, now)
         sync()
         for rep in range(repeats):
-            for k in range(len(nets)):
-                times = _time_parts(parts[k], x, sync, now)
+            for k, net in enumerate(parts):
+                times = _time_parts(net, x, sync, now)
                 if best[k] is None or sum(times) < sum(best[k]):
                     best[k] = times
             if progress:
@@ -438,25 +460,30 @@ def latency_error(
     measured as the lookup table was (its clock; the fastest of interleaved passes)."""
     import torch
 
-    rng = random.Random(seed)
-    archs = [
-        [rng.choice(space.allowed_candidates(i)) for i in range(space.num_layers)]
-        for _ in range(samples)
-    ]
+    archs = random_architectures(space, samples, seed)
     x = torch.randn(
         lut["batch"], space.in_channels, space.input_size, space.input_size, device=device
     )
-    clock = lut.get("clock", "wall")
-    fastest = _fastest_passes(space, archs, x, clock, warmup, repeats, whole=True)
+    nets = _networks(space, archs, x.device)
+    fastest = _fastest_passes([[net] for net in nets], x, lut.get("clock", "wall"), warmup, repeats)
+    return _check_rows(lut, space, archs, [times[0] for times in fastest])
+
+
+def _check_rows(
+    lut: dict[str, Any],
+    space: SearchSpace,
+    archs: Sequence[Sequence[str]],
+    measured: Sequence[float],
+) -> list[dict[str, Any]]:
     rows = []
-    for choices, (measured,) in zip(archs, fastest, strict=True):
+    for choices, ms in zip(archs, measured, strict=True):
         predicted = predict_latency(lut, space, choices)
         rows.append(
             {
-                "choices": choices,
+                "choices": list(choices),
                 "predicted_ms": predicted,
-                "measured_ms": measured,
-                "error_pct": 100.0 * (predicted - measured) / measured,
+                "measured_ms": ms,
+                "error_pct": 100.0 * (predicted - ms) / ms,
             }
         )
     return rows

@@ -132,7 +132,9 @@ def test_a_file_that_is_not_a_lut_is_refused_in_one_line(tmp_path, capsys):
 
 def test_a_measured_lut_fits_its_space_and_not_another_resolution():
     space = load_space("digits")
-    lut = profile_latency(space, "cpu", batch=2, warmup=1, repeats=2)
+    lut = profile_latency(space, "cpu", batch=2, warmup=1, repeats=2, check=3)
+    assert [len(row["choices"]) for row in lut["check"]] == [space.num_layers] * 3
+    assert all(row["measured_ms"] > 0 and row["predicted_ms"] > 0 for row in lut["check"])
     accuracy = [
         [0.5 if space.allowed(i, c) else None for c in space.candidates]
         for i in range(space.num_layers)

@@ -198,19 +198,11 @@ class BudgetField(serializers.Field):
         return value
 
 
-class RunField(serializers.PrimaryKeyRelatedField):
-    """A run of the requesting user (another user's run is "not found", like a missing one)."""
+class IdField(serializers.PrimaryKeyRelatedField):
+    """An object by its id: an integer (or its digits), as ``does_not_exist`` when no database
+    column could hold it."""
 
-    default_error_messages = {
-        "required": "this field is required: the id of a succeeded run",
-        "does_not_exist": "run {pk_value} not found",
-        "incorrect_type": "expected a run id (an integer), got {data_type}",
-    }
-
-    def get_queryset(self):
-        return SearchRun.objects.filter(owner=self.context["request"].user)
-
-    def to_internal_value(self, data: Any) -> SearchRun:
+    def to_internal_value(self, data: Any):
         # an id is an integer (or its digits): 1.5 is not run 1, and a number no database
         # column holds is no run at all
         if isinstance(data, str) and data.strip().isdigit():
@@ -222,8 +214,21 @@ class RunField(serializers.PrimaryKeyRelatedField):
         return super().to_internal_value(data)
 
 
+class RunField(IdField):
+    """A run of the requesting user (another user's run is "not found", like a missing one)."""
+
+    default_error_messages = {
+        "required": "this field is required: the id of a succeeded run",
+        "does_not_exist": "run {pk_value} not found",
+        "incorrect_type": "expected a run id (an integer), got {data_type}",
+    }
+
+    def get_queryset(self):
+        return SearchRun.objects.filter(owner=self.context["request"].user)
+
+
 @extend_schema_field({"type": "integer", "description": "a device profile id"})
-class ProfileField(serializers.PrimaryKeyRelatedField):
+class ProfileField(IdField):
     """A succeeded device profile of the requesting user's runs (the latency to budget in)."""
 
     default_error_messages = {
@@ -235,15 +240,6 @@ class ProfileField(serializers.PrimaryKeyRelatedField):
         return DeviceProfile.objects.filter(
             run__owner=self.context["request"].user, status=Status.SUCCEEDED
         )
-
-    def to_internal_value(self, data: Any) -> DeviceProfile:
-        if isinstance(data, str) and data.strip().isdigit():
-            data = int(data)
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("incorrect_type", data_type=type(data).__name__)
-        if not 0 < data < 2**63:
-            self.fail("does_not_exist", pk_value=data if abs(data) < 10**20 else "(huge id)")
-        return super().to_internal_value(data)
 
 
 def check_profile(run: SearchRun, profile: DeviceProfile | None) -> None:
@@ -298,6 +294,11 @@ class MetricsQuerySerializer(serializers.Serializer):
     )
 
 
+# What a client sends for a deployment; the rest is the build's result.
+DEPLOYMENT_INPUTS = ("run", "max_macs", "max_params", "max_latency_ms", "profile")
+DEPLOYMENT_INPUTS += ("finetune_epochs", "formats")
+
+
 class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
     error = serializers.SerializerMethodField(help_text="why the build failed")
     run = RunField()
@@ -345,21 +346,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             "auto_resumes",
             "downloads",
         ]
-        # what a client sends; the rest is the build's result
-        read_only_fields = [
-            f
-            for f in fields
-            if f
-            not in (
-                "run",
-                "max_macs",
-                "max_params",
-                "max_latency_ms",
-                "profile",
-                "finetune_epochs",
-                "formats",
-            )
-        ]
+        read_only_fields = [f for f in fields if f not in DEPLOYMENT_INPUTS]
 
     def to_representation(self, instance: Deployment) -> dict[str, Any]:
         data = super().to_representation(instance)
