@@ -276,22 +276,16 @@ def _clock(name: str, device: Any) -> Callable[[], float]:
     return CLOCKS[name]
 
 
-def _median_ms(
-    fn: Callable[[], Any],
-    sync: Callable[[], None],
-    warmup: int,
-    repeats: int,
-    clock: Callable[[], float] = time.perf_counter,
-) -> float:
+def _median_ms(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, repeats: int) -> float:
     for _ in range(warmup):
         fn()
     sync()
     times = []
     for _ in range(repeats):
-        start = clock()
+        start = time.perf_counter()
         fn()
         sync()
-        times.append((clock() - start) * 1000.0)
+        times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
 
 
