@@ -93,7 +93,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ponas.cost import latency_error, profile_latency
+    from ponas.cost import prediction_quality, profile_latency
     from ponas.files import atomic_write_text
     from ponas.space import load_space
 
@@ -106,18 +106,29 @@ def cmd_profile(args: argparse.Namespace) -> int:
         )
     if args.batch < 1:
         raise CommandError(f"--batch must be at least 1, got {args.batch}")
-    bar = tqdm(desc="profiling blocks", unit="block", file=sys.stderr)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    bar = tqdm(desc="timing blocks in context", unit="pass", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         bar.total = total
         bar.update(done - bar.n)
 
-    lut = profile_latency(space, args.device, args.batch, args.warmup, args.repeats, progress)
-    bar.close()
-    checks = latency_error(
-        lut, space, args.device, samples=args.check, warmup=args.warmup, repeats=args.repeats
+    lut = profile_latency(
+        space,
+        args.device,
+        args.batch,
+        args.warmup,
+        args.repeats,
+        progress,
+        clock=args.clock,
+        check=args.check,
     )
-    lut["check"] = checks
+    bar.close()
+    checks = lut.get("check", [])
+    lut["quality"] = quality = prediction_quality(checks)
     atomic_write_text(args.out, json.dumps(lut, indent=1))
     print(f"latency table for {space.name} on {lut['device']} (batch {args.batch}) -> {args.out}")
     print(f"fixed parts: {lut['base_ms']:.3f} ms")
@@ -126,9 +137,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
             f"random arch: predicted {row['predicted_ms']:.2f} ms, measured {row['measured_ms']:.2f} ms, "
             f"error {row['error_pct']:+.1f}%"
         )
-    if checks:
-        mean_abs = sum(abs(r["error_pct"]) for r in checks) / len(checks)
-        print(f"mean absolute error of the summed prediction: {mean_abs:.1f}%")
+    if quality:
+        print(
+            f"over {len(checks)} random networks: mean absolute error of the summed prediction "
+            f"{quality['mean_abs_error_pct']:.1f}%, rank correlation (Spearman) "
+            f"{quality['rank_correlation']:.3f}"
+        )
     return 0
 
 
@@ -227,6 +241,21 @@ def _set_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _load_lut(path: str | None) -> dict[str, Any] | None:
+    """``--lut``: read before any work, so a bad file fails at once."""
+    from ponas.cost import load_lut
+
+    return None if path is None else load_lut(path)
+
+
+def _save_with_latency(table: Any, lut: dict[str, Any] | None, out: Path) -> None:
+    """Rewrite ``out/table.json`` with the lookup table's latency (nothing without one)."""
+    from ponas.cost import with_latency
+
+    if lut is not None:
+        with_latency(table, lut).save(out / "table.json")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from ponas.progress import TqdmCallback
     from ponas.search import Cancelled, run_search
@@ -256,6 +285,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     overrides.update(_set_options(args.set))
     name = space if isinstance(space, str) else space.name
     out = Path(out or f"runs/{Path(name).stem}")
+    lut = _load_lut(args.lut)
     bars = TqdmCallback()
     try:
         table = run_search(space, overrides, out, bars, resume=args.resume)
@@ -266,6 +296,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 130
     finally:
         bars.close()
+    _save_with_latency(table, lut, out)
     print(f"path: {' '.join(table.path)}")
     print(
         f"wrote {out / 'table.json'} and {out / 'supernet.pt'} (checkpoints in {out / 'checkpoints'})"
@@ -282,6 +313,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from ponas.units import parse_budget
 
     table = AccuracyTable.load(args.table)
+    if args.lut:
+        from ponas.cost import load_lut, with_latency
+
+        table = with_latency(table, load_lut(args.lut))
     if args.pareto:
         if args.pareto not in table.cost_kinds:
             raise CommandError(
@@ -392,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --out"
     )
+    p.add_argument("--lut", help="lut.json from `ponas profile`: add its latency to the table")
     p.add_argument("--epochs", type=int, help="stage-1 epochs")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
@@ -411,7 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", required=True, help="table.json written by `ponas search`")
     p.add_argument("--max-macs", help="MACs budget, e.g. 300M")
     p.add_argument("--max-params", help="parameter budget, e.g. 5M")
-    p.add_argument("--max-latency-ms", help="latency budget in ms (needs a table with latency)")
+    p.add_argument(
+        "--max-latency-ms", help="latency budget in ms (needs latency: --lut, or a table with it)"
+    )
+    p.add_argument(
+        "--lut", help="lut.json from `ponas profile`: the device's latency for this table's space"
+    )
     p.add_argument(
         "--pareto",
         metavar="COST",
@@ -479,7 +520,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument(
-        "--check", type=int, default=3, help="random whole networks to check the sum against"
+        "--check",
+        type=int,
+        default=20,
+        help="random whole networks, timed alongside, to check the summed prediction against",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: elapsed time; cpu: CPU time of the timing thread, for a CPU other programs "
+        "share (with --threads 1; not for cuda)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads to time with (default: torch's; 1 on a busy machine)",
     )
     p.add_argument("--out", required=True, help="where to write lut.json")
     p.set_defaults(func=cmd_profile)

@@ -5,20 +5,28 @@ params count every learnable tensor, BatchNorm's affine weights included. Both a
 from the spec alone, so a table can carry them without building a model. A network's cost is
 ``base + sum over layers``.
 
-Latency is measured, not computed: :func:`profile_latency` times every block on a device and
-writes a lookup table; the summed prediction's error against a whole network is reported.
+Latency is measured, not computed: :func:`profile_latency` times every block on a device,
+inside whole networks, and writes a lookup table; :func:`with_latency` adds it to any table of
+the same space; :func:`prediction_quality` says how well the summed prediction tracks measured
+whole networks.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ponas.space import Candidate, SearchSpace, conv_out_size
+
+if TYPE_CHECKING:
+    from ponas.table import AccuracyTable
 
 
 @dataclass(frozen=True)
@@ -147,24 +155,125 @@ def cost_tables(
 # ---- latency lookup tables ------------------------------------------------------------------
 
 LUT_FORMAT = "ponas-latency/1"
+# The parts of a space spec that shape its blocks (not its dataset, classes or training).
+_SHAPE_KEYS = ("input_size", "in_channels", "stem", "first_block", "stages", "se", "head")
 
 
 def check_lut(space: SearchSpace, lut: dict[str, Any]) -> None:
     """Check that a latency lookup table was measured for this space's layout."""
-    if lut.get("format") != LUT_FORMAT:
+    _check_lut_layout(
+        lut, space.name, list(space.candidates), space.num_layers, space.to_dict(), "space"
+    )
+
+
+def _check_lut_layout(
+    lut: Any,
+    name: str,
+    candidates: list[str],
+    num_layers: int,
+    spec: dict[str, Any] | None,
+    what: str,
+) -> None:
+    """The lookup table is ``ponas-latency/1`` and was measured for ``name``'s layout: the same
+    candidates (columns), layers and, where both carry a full spec, the same block shapes."""
+    if not isinstance(lut, dict) or lut.get("format") != LUT_FORMAT:
+        got = lut.get("format") if isinstance(lut, dict) else type(lut).__name__
+        raise ValueError(f"latency table: expected format {LUT_FORMAT!r}, got {got!r}")
+    if lut.get("space") != name:
         raise ValueError(
-            f"latency table: expected format {LUT_FORMAT!r}, got {lut.get('format')!r}"
+            f"latency table was measured for the {lut.get('space')!r} space, the {what} is "
+            f"of the {name!r} space"
         )
-    if list(lut.get("candidates", [])) != list(space.candidates):
+    if list(lut.get("candidates", [])) != list(candidates):
         raise ValueError(
             f"latency table was measured for candidates {lut.get('candidates')}, "
-            f"the {space.name!r} space has {list(space.candidates)}"
+            f"the {what} has {list(candidates)}"
         )
-    if len(lut.get("layers", [])) != space.num_layers:
+    layers = lut.get("layers")
+    if not isinstance(layers, list) or len(layers) != num_layers:
+        got = len(layers) if isinstance(layers, list) else 0
+        raise ValueError(f"latency table has {got} layers, the {what} has {num_layers}")
+    lut_spec = lut.get("spec")
+    if spec is not None and isinstance(lut_spec, dict):
+        for key in _SHAPE_KEYS:
+            if spec.get(key) != lut_spec.get(key):
+                raise ValueError(
+                    f"latency table was measured for a different {name!r} space: its {key!r} "
+                    f"is {lut_spec.get(key)!r}, the {what}'s is {spec.get(key)!r} "
+                    "(profile again with the same space)"
+                )
+
+
+def load_lut(path: str | Path) -> dict[str, Any]:
+    """Read a ``ponas-latency/1`` file written by ``ponas profile``; one-line errors."""
+    path = Path(path)
+    try:
+        lut = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such latency table file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a latency table ({exc})") from None
+    if not isinstance(lut, dict) or lut.get("format") != LUT_FORMAT:
         raise ValueError(
-            f"latency table has {len(lut.get('layers', []))} layers, the {space.name!r} space "
-            f"has {space.num_layers}"
+            f"{path}: not a latency table (expected format {LUT_FORMAT!r}, as `ponas profile` "
+            "writes)"
         )
+    return lut
+
+
+def with_latency(table: AccuracyTable, lut: dict[str, Any]) -> AccuracyTable:
+    """``table`` with a device's latency: ``cost.latency_ms`` and ``base_cost.latency_ms`` from
+    the lookup table, ``meta.latency_device`` naming the device (any earlier latency is
+    replaced). The lookup table must be of the table's space: same name, candidates, layers
+    (and block shapes when both carry the full spec), with a time wherever the table has an
+    accuracy; a :class:`ValueError` says which part differs."""
+    from ponas.table import AccuracyTable
+
+    spec = table.space if table.has_full_space else None
+    _check_lut_layout(lut, table.space["name"], table.candidates, table.num_layers, spec, "table")
+    latency: list[list[float | None]] = []
+    for i, (row, times) in enumerate(zip(table.accuracy, lut["layers"], strict=True)):
+        if not isinstance(times, list) or len(times) != len(table.candidates):
+            raise ValueError(f"latency table: layer {i} does not have one time per candidate")
+        out: list[float | None] = []
+        for cand, acc, ms in zip(table.candidates, row, times, strict=True):
+            if acc is not None and not _is_time(ms):
+                raise ValueError(
+                    f"latency table has no time for layer {i}, {cand!r}, which the table allows"
+                )
+            out.append(None if acc is None else float(ms))
+        latency.append(out)
+    if not _is_time(lut.get("base_ms")):
+        raise ValueError(f"latency table: base_ms is {lut.get('base_ms')!r}, expected ms >= 0")
+    d = table.to_dict()
+    d["cost"]["latency_ms"] = latency
+    d["base_cost"]["latency_ms"] = float(lut["base_ms"])
+    d["meta"]["latency_device"] = str(lut.get("device") or "unnamed device")
+    return AccuracyTable.from_dict(d)
+
+
+def _is_time(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+#: Clocks a lookup table can be timed with: ``wall`` (elapsed time: latency on a machine of
+#: one's own) and ``cpu`` (CPU time of the timing thread: on a CPU shared with other programs,
+#: the time the network itself needs, without the time it waits for a core; equal to ``wall``
+#: on an idle machine with one thread).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def _clock(name: str, device: Any) -> Callable[[], float]:
+    if name not in CLOCKS:
+        raise ValueError(f"unknown clock {name!r}: expected {', '.join(CLOCKS)}")
+    if name == "cpu" and getattr(device, "type", "cpu") != "cpu":
+        raise ValueError("the cpu clock times CPU work; time a GPU with the wall clock")
+    return CLOCKS[name]
 
 
 def _median_ms(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, repeats: int) -> float:
@@ -180,6 +289,15 @@ def _median_ms(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, rep
     return statistics.median(times)
 
 
+def context_rounds(space: SearchSpace) -> list[list[str]]:
+    """Architectures that together hold every allowed candidate of every layer: in round
+    ``r`` layer ``l`` takes its ``(r + l)``-th allowed candidate, so each candidate is timed
+    among varying neighbours."""
+    allowed = [space.allowed_candidates(i) for i in range(space.num_layers)]
+    rounds = max(len(a) for a in allowed)
+    return [[a[(r + i) % len(a)] for i, a in enumerate(allowed)] for r in range(rounds)]
+
+
 def profile_latency(
     space: SearchSpace,
     device: str = "cpu",
@@ -187,59 +305,121 @@ def profile_latency(
     warmup: int = 5,
     repeats: int = 20,
     progress: Callable[[int, int], None] | None = None,
+    clock: str = "wall",
+    check: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Time every (layer, candidate) block and the fixed parts on ``device``.
+    """Time every (layer, candidate) block and the fixed parts on ``device``, in context.
 
-    Each block is timed alone on an input of its layer's shape (warm-up runs, then the median
-    of ``repeats``; CUDA is synchronized around every run). Returns the lookup table
-    (``format: ponas-latency/1``) that :func:`cost_tables` and ``ponas profile`` use.
+    A block timed alone on its own input runs at another speed than inside a network (its
+    weights and input stay in cache), so every block is timed where it runs: the networks of
+    :func:`context_rounds` run forward layer by layer, each part timed on its own (CUDA
+    synchronized after each). The networks take turns, ``repeats`` passes each after
+    ``warmup``, and each keeps its fastest pass: a machine busy with other work slows some
+    passes, and taking turns spreads that over all networks alike. An entry is its part of
+    that pass, so a round's network is predicted exactly as fast as it ran. ``clock`` is one
+    of :data:`CLOCKS`.
+
+    With ``check``, that many random whole networks (drawn with ``seed``) take their turns
+    among them, timed whole, and ``check`` in the result holds their predicted and measured
+    latency (see :func:`latency_error`): measured alongside, so both see the same machine.
+    Returns the lookup table (``format: ponas-latency/1``) that :func:`with_latency` uses.
     """
     import torch
 
-    from ponas.blocks import Head, make_block, make_stem
-
     dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    total = sum(len(space.allowed_candidates(i)) for i in range(space.num_layers)) + 2
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total)
-
-    def time_module(module: torch.nn.Module, shape: tuple[int, ...]) -> float:
-        module = module.to(dev).eval()
-        x = torch.randn(shape, device=dev)
-        with torch.inference_mode():
-            ms = _median_ms(lambda: module(x), sync, warmup, repeats)
-        tick()
-        return ms
-
-    stem_ms = time_module(
-        make_stem(space), (batch, space.in_channels, space.input_size, space.input_size)
-    )
-    layers: list[list[float | None]] = []
-    for i, spec in enumerate(space.layers):
-        shape = (batch, spec.in_channels, spec.in_size, spec.in_size)
-        layers.append(
-            [
-                time_module(make_block(space, i, c), shape) if space.allowed(i, c) else None
-                for c in space.candidates
-            ]
-        )
-    last = space.layers[-1]
-    head_ms = time_module(Head(space), (batch, last.out_channels, last.out_size, last.out_size))
-    return {
+    rounds = context_rounds(space)
+    archs = random_architectures(space, check, seed)
+    x = torch.randn(batch, space.in_channels, space.input_size, space.input_size, device=dev)
+    nets = _networks(space, [*rounds, *archs], dev)
+    parts = [[net.stem, *net.layers, net.head] for net in nets[: len(rounds)]]
+    parts += [[net] for net in nets[len(rounds) :]]
+    fastest = _fastest_passes(parts, x, clock, warmup, repeats, progress)
+    samples: dict[tuple[int, str], list[float]] = {}
+    for choices, times in zip(rounds, fastest, strict=False):
+        for i, name in enumerate(choices):
+            samples.setdefault((i, name), []).append(times[i + 1])
+    layers = [
+        [
+            statistics.median(samples[(i, c)]) if space.allowed(i, c) else None
+            for c in space.candidates
+        ]
+        for i in range(space.num_layers)
+    ]
+    lut = {
         "format": LUT_FORMAT,
         "space": space.name,
+        "spec": space.to_dict(),
         "device": device_name(dev),
         "batch": batch,
+        "method": "in context, fastest of interleaved passes",
+        "clock": clock,
         "candidates": list(space.candidates),
-        "base_ms": stem_ms + head_ms,
+        "base_ms": statistics.median(times[0] + times[-1] for times in fastest[: len(rounds)]),
         "layers": layers,
     }
+    if archs:
+        measured = [times[0] for times in fastest[len(rounds) :]]
+        lut["check"] = _check_rows(lut, space, archs, measured)
+    return lut
+
+
+def random_architectures(space: SearchSpace, n: int, seed: int = 0) -> list[list[str]]:
+    """``n`` architectures, each layer's candidate drawn uniformly (reproducible by ``seed``)."""
+    rng = random.Random(seed)
+    return [
+        [rng.choice(space.allowed_candidates(i)) for i in range(space.num_layers)] for _ in range(n)
+    ]
+
+
+def _networks(space: SearchSpace, archs: Sequence[Sequence[str]], dev: Any) -> list[Any]:
+    from ponas.network import Network
+
+    return [Network(space, choices).to(dev).eval() for choices in archs]
+
+
+def _fastest_passes(
+    parts: Sequence[Sequence[Any]],
+    x: Any,
+    clock: str,
+    warmup: int,
+    repeats: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[list[float]]:
+    """For each network, given as its parts in order, the ms of each part in its fastest of
+    ``repeats`` passes (after ``warmup``); the networks take turns, pass by pass."""
+    import torch
+
+    dev = x.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    now = _clock(clock, dev)
+    best: list[list[float] | None] = [None] * len(parts)
+    with torch.inference_mode():
+        for net in parts:
+            for _ in range(warmup):
+                _time_parts(net, x, sync, now)
+        sync()
+        for rep in range(repeats):
+            for k, net in enumerate(parts):
+                times = _time_parts(net, x, sync, now)
+                if best[k] is None or sum(times) < sum(best[k]):
+                    best[k] = times
+            if progress:
+                progress(rep + 1, repeats)
+    return [list(times or []) for times in best]
+
+
+def _time_parts(
+    parts: Sequence[Any], x: Any, sync: Callable[[], None], clock: Callable[[], float]
+) -> list[float]:
+    """One forward pass through ``parts`` in order; the ms each part took."""
+    times = []
+    for part in parts:
+        start = clock()
+        x = part(x)
+        sync()
+        times.append((clock() - start) * 1000.0)
+    return times
 
 
 def device_name(dev: Any) -> str:
@@ -270,30 +450,69 @@ def latency_error(
     warmup: int = 5,
     repeats: int = 20,
 ) -> list[dict[str, Any]]:
-    """For random architectures: predicted vs measured whole-network latency and error in %."""
+    """For random architectures: predicted vs measured whole-network latency and error in %,
+    measured as the lookup table was (its clock; the fastest of interleaved passes)."""
     import torch
 
-    from ponas.network import Network
+    archs = random_architectures(space, samples, seed)
+    x = torch.randn(
+        lut["batch"], space.in_channels, space.input_size, space.input_size, device=device
+    )
+    nets = _networks(space, archs, x.device)
+    fastest = _fastest_passes([[net] for net in nets], x, lut.get("clock", "wall"), warmup, repeats)
+    return _check_rows(lut, space, archs, [times[0] for times in fastest])
 
-    dev = torch.device(device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    rng = random.Random(seed)
+
+def _check_rows(
+    lut: dict[str, Any],
+    space: SearchSpace,
+    archs: Sequence[Sequence[str]],
+    measured: Sequence[float],
+) -> list[dict[str, Any]]:
     rows = []
-    for _ in range(samples):
-        choices = [rng.choice(space.allowed_candidates(i)) for i in range(space.num_layers)]
-        net = Network(space, choices).to(dev).eval()
-        x = torch.randn(
-            lut["batch"], space.in_channels, space.input_size, space.input_size, device=dev
-        )
-        with torch.inference_mode():
-            measured = _median_ms(lambda net=net, x=x: net(x), sync, warmup, repeats)
+    for choices, ms in zip(archs, measured, strict=True):
         predicted = predict_latency(lut, space, choices)
         rows.append(
             {
-                "choices": choices,
+                "choices": list(choices),
                 "predicted_ms": predicted,
-                "measured_ms": measured,
-                "error_pct": 100.0 * (predicted - measured) / measured,
+                "measured_ms": ms,
+                "error_pct": 100.0 * (predicted - ms) / ms,
             }
         )
     return rows
+
+
+def prediction_quality(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """How well the summed prediction tracks measured networks (rows of
+    :func:`latency_error`): mean absolute error in %, and Spearman's rank correlation (whether
+    the prediction orders networks as the device does; what a budget relies on)."""
+    if not rows:
+        return {}
+    mae = statistics.fmean(abs(r["error_pct"]) for r in rows)
+    pred = _ranks([r["predicted_ms"] for r in rows])
+    meas = _ranks([r["measured_ms"] for r in rows])
+    rho = _pearson(pred, meas) if len(rows) > 1 else 1.0
+    return {"mean_abs_error_pct": mae, "rank_correlation": rho}
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _pearson(a: Sequence[float], b: Sequence[float]) -> float:
+    ma, mb = statistics.fmean(a), statistics.fmean(b)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b, strict=True))
+    var = math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
+    return cov / var if var else 0.0

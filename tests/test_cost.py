@@ -95,7 +95,10 @@ def test_profile_command_writes_a_lut_and_reports_error(tmp_path, capsys):
     )
     lut = json.loads(out.read_text())
     assert lut["space"] == "digits" and lut["batch"] == 4
-    assert "error" in capsys.readouterr().out
+    assert lut["method"].startswith("in context") and len(lut["check"]) == 2
+    out = capsys.readouterr().out
+    assert "over 2 random networks: mean absolute error of the summed prediction" in out
+    assert "rank correlation (Spearman)" in out
 
 
 def test_describe_json_gives_published_figures(capsys):

@@ -10,7 +10,7 @@ from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-app = Celery("webapp", include=["tasks.search", "tasks.deploy", "tasks.watchdog"])
+app = Celery("webapp", include=["tasks.search", "tasks.deploy", "tasks.profile", "tasks.watchdog"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 

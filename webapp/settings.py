@@ -288,6 +288,7 @@ CELERY_TASK_ROUTES = {
     "tasks.search.run_search": {"queue": "gpu"},
     "tasks.search.evaluate_candidate": {"queue": "gpu"},
     "tasks.deploy.build_deployment": {"queue": "gpu"},
+    "tasks.profile.profile_latency": {"queue": "gpu"},
     "tasks.watchdog.reap_stuck_work": {"queue": "default"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -360,9 +361,15 @@ PONAS_MAX_DATA_MEMORY_MB = env_int("PONAS_MAX_DATA_MEMORY_MB", 4096)
 # Per user: runs queued or running, deployment builds queued or running (429 beyond them).
 PONAS_MAX_ACTIVE_RUNS = env_int("PONAS_MAX_ACTIVE_RUNS", 4)
 PONAS_MAX_ACTIVE_DEPLOYMENTS = env_int("PONAS_MAX_ACTIVE_DEPLOYMENTS", 4)
+PONAS_MAX_ACTIVE_PROFILES = env_int("PONAS_MAX_ACTIVE_PROFILES", 4)
 # Queues a user (not staff) may send heavy work to; `default` carries every run's bookkeeping.
 PONAS_USER_QUEUES = [
     q.strip() for q in os.environ.get("PONAS_USER_QUEUES", "gpu").split(",") if q.strip()
 ]
+# A device profile times every block in whole networks at this batch size, after this many
+# warm-up passes, as the median of this many timed passes (tests make it tiny).
+PONAS_PROFILE_BATCH = env_int("PONAS_PROFILE_BATCH", 1)
+PONAS_PROFILE_WARMUP = env_int("PONAS_PROFILE_WARMUP", 1 if TESTING else 5)
+PONAS_PROFILE_REPEATS = env_int("PONAS_PROFILE_REPEATS", 2 if TESTING else 20)
 # Metric points one run-detail response carries at most (the page asks for new ones with ?since=).
 PONAS_METRICS_LIMIT = env_int("PONAS_METRICS_LIMIT", 2000)

@@ -1,6 +1,7 @@
 /* Deploy panel of a succeeded run: the Pareto frontier, a budget slider and budget inputs;
    every budget change asks `preview` for the best network within it (debounced, answers to
-   older budgets ignored); "Build" creates a deployment. */
+   older budgets ignored); "Build" creates a deployment. A device profile (a worker's latency
+   table) adds latency: the frontier, slider and budgets in ms on that device. */
 (function () {
   "use strict";
   const meta = document.getElementById("run-meta");
@@ -16,7 +17,10 @@
   const archRow = document.getElementById("arch-row");
   const LABELS = { macs: "MACs", params: "parameters", latency_ms: "latency (ms)" };
 
+  const profileSelect = document.getElementById("latency-profile");
+  const profileStatus = document.getElementById("profile-status");
   let table = null;
+  let profile = ""; // the chosen device profile's id, "" for none
   let kind = "macs";
   let points = [];
   let budget = null;
@@ -108,7 +112,9 @@
   }
 
   async function loadFrontier() {
-    const { ok, status, data } = await ponas.api(api + "pareto/?cost=" + encodeURIComponent(kind));
+    const q = new URLSearchParams({ cost: kind });
+    if (profile) q.set("profile", profile);
+    const { ok, status, data } = await ponas.api(api + "pareto/?" + q.toString());
     if (!ok) {
       showError(ponas.errorText(data, status));
       return;
@@ -170,6 +176,7 @@
     for (const [k, el] of Object.entries(inputs)) {
       if (!el.closest("[hidden]") && el.value.trim()) q.set("max_" + k, el.value.trim());
     }
+    if (profile) q.set("profile", profile);
     return q;
   }
 
@@ -251,7 +258,7 @@
       finetune_epochs: Number(document.getElementById("finetune-epochs").value || 0),
       formats: Array.from(this.querySelectorAll('input[name="formats"]:checked')).map((el) => el.value),
     };
-    for (const [k, v] of query().entries()) body[k] = v;
+    for (const [k, v] of query().entries()) body[k] = k === "profile" ? Number(v) : v;
     button.disabled = true;
     button.textContent = "Building…";
     error.hidden = true;
@@ -266,6 +273,62 @@
     location.assign(meta.dataset.deploymentUrl.replace(/\/0\/$/, "/" + data.id + "/"));
   });
 
+  // ---- device profiles (latency) ----------------------------------------------------------------
+
+  function hasLatency() {
+    return Boolean(profile || (table && table.cost.latency_ms));
+  }
+
+  function showLatency() {
+    const on = hasLatency();
+    let option = Array.from(kindSelect.options).find((o) => o.value === "latency_ms");
+    if (on && !option) kindSelect.add(new Option("Latency", "latency_ms"));
+    if (!on && option) option.remove();
+    document.getElementById("budget-latency-wrap").hidden = !on;
+    document.getElementById("sel-latency-wrap").hidden = !on;
+    if (!on) inputs.latency_ms.value = "";
+  }
+
+  async function loadProfiles() {
+    const { ok, data } = await ponas.api(api + "profiles/");
+    if (!ok) return false;
+    const known = new Set(Array.from(profileSelect.options).map((o) => o.value));
+    data.filter((p) => p.status === "succeeded" && !known.has(String(p.id))).forEach((p) => {
+      profileSelect.add(new Option(p.device + " (profile " + p.id + ")", String(p.id)));
+    });
+    const busy = data.filter((p) => ponas.ACTIVE.includes(p.status));
+    const failed = data.filter((p) => p.status === "failed").pop();
+    profileStatus.textContent = busy.length
+      ? "timing the blocks on a " + busy[0].queue + " worker…"
+      : failed ? "profile " + failed.id + " failed: " + failed.error : "";
+    return busy.length > 0; // poll while one is being measured
+  }
+
+  profileSelect.addEventListener("change", () => {
+    profile = profileSelect.value;
+    showLatency();
+    if (profile) kind = "latency_ms";
+    else if (kind === "latency_ms" && !hasLatency()) kind = "macs";
+    kindSelect.value = kind;
+    Object.values(inputs).forEach((el) => { el.value = ""; });
+    loadFrontier();
+  });
+
+  document.getElementById("profile-form").addEventListener("submit", async function (event) {
+    event.preventDefault();
+    const button = document.getElementById("profile-button");
+    button.disabled = true;
+    const queue = document.getElementById("profile-queue").value;
+    const { ok, status, data } = await ponas.api(api + "profiles/", { method: "POST", body: { queue } });
+    button.disabled = false;
+    if (!ok) {
+      profileStatus.textContent = ponas.errorText(data, status);
+      return;
+    }
+    profileStatus.textContent = "timing the blocks on a " + data.queue + " worker…";
+    ponas.poll(loadProfiles, 2000);
+  });
+
   // ---- wiring -----------------------------------------------------------------------------------
 
   slider.addEventListener("input", () => fromSlider(false));
@@ -278,11 +341,8 @@
   document.addEventListener("ponas:mode", render);
   document.addEventListener("ponas:table", (event) => {
     table = event.detail;
-    if (table.cost.latency_ms) {
-      kindSelect.add(new Option("Latency", "latency_ms"));
-      document.getElementById("budget-latency-wrap").hidden = false;
-      document.getElementById("sel-latency-wrap").hidden = false;
-    }
+    showLatency();
     loadFrontier();
+    loadProfiles().then((busy) => { if (busy) ponas.poll(loadProfiles, 2000); });
   });
 })();

@@ -13,10 +13,14 @@ from urllib.parse import urlsplit
 import pytest
 import torch
 
+from ponas.cost import with_latency
 from ponas.export import load_bundle
+from ponas.solve import solve
 from ponas.space import load_space
 from tests.browser.conftest import save_screenshot
 from tests.web.workers import Workers
+from webapp.runs.models import Deployment, DeviceProfile
+from webapp.runs.tables import accuracy_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -200,6 +204,29 @@ def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
     assert page.locator("#arch-row li").count() == space.num_layers
     save_screenshot(page, "run-detail")
 
+    # latency: a worker profiles the run on its device; the slider then moves in its ms and
+    # the panel shows the exact optimum under that budget
+    page.click("#profile-button")
+    device = page.locator('#latency-profile option:not([value=""])')
+    device.wait_for(state="attached", timeout=120_000)
+    page.select_option("#latency-profile", index=1)
+    page.wait_for_function(
+        "document.getElementById('pareto-kind').value === 'latency_ms' && "
+        "ponasCharts.pareto.data.datasets[0].data.length >= 2"
+    )
+    page.wait_for_function("document.getElementById('sel-latency').textContent.endsWith('ms')")
+    slowest = page.get_attribute("#arch-row", "data-choices")
+    page.locator("#budget-slider").fill("0")
+    page.wait_for_function(
+        "(before) => document.getElementById('arch-row').dataset.choices !== before", arg=slowest
+    )
+    page.wait_for_timeout(300)
+    budget_ms = float(page.input_value("#budget-latency_ms"))
+    profile = DeviceProfile.objects.get()
+    exact = solve(with_latency(accuracy_table(profile.run), profile.lut), {"latency_ms": budget_ms})
+    cheapest = page.get_attribute("#arch-row", "data-choices")
+    assert json.loads(cheapest) == exact.choices
+
     # build the cheapest network
     page.click("#build-button")
     page.wait_for_url("**/deployments/*/")
@@ -207,6 +234,7 @@ def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
     deployment_path = urlsplit(page.url).path
     assert json.loads(page.get_attribute("#arch-row", "data-choices")) == json.loads(cheapest)
     assert "Model card" in page.inner_text("main")
+    assert Deployment.objects.get().profile == profile  # chosen under that device's latency
     save_screenshot(page, "deployment")
 
     # download the checkpoint and load it

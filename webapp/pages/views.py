@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -190,6 +191,9 @@ def run_detail(request, pk: int):
             "stage2_total": sum(r["total"] for r in stage2),
             "deployments": deployments,
             "formats": FORMATS,
+            "profile_queues": [
+                q for q in Queue.values if request.user.is_staff or q in settings.PONAS_USER_QUEUES
+            ],
         },
     )
 

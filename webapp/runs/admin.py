@@ -6,6 +6,7 @@ from webapp.runs.models import (
     Artifact,
     Dataset,
     Deployment,
+    DeviceProfile,
     MetricPoint,
     SearchRun,
     TableEntry,
@@ -68,3 +69,10 @@ class DatasetAdmin(admin.ModelAdmin):
     list_filter = ["kind", "everyone"]
     search_fields = ["name", "root", "description"]
     filter_horizontal = ["users", "groups"]
+
+
+@admin.register(DeviceProfile)
+class DeviceProfileAdmin(admin.ModelAdmin):
+    list_display = ["id", "run", "device", "queue", "status", "worker", "created"]
+    list_filter = ["status", "queue"]
+    search_fields = ["device", "worker"]

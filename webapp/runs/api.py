@@ -21,7 +21,7 @@ from ponas.table import AccuracyTable
 from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
 from webapp.runs import services
-from webapp.runs.models import FORMATS, Deployment, SearchRun, Status
+from webapp.runs.models import FORMATS, Deployment, DeviceProfile, SearchRun, Status
 from webapp.runs.tables import accuracy_table
 
 # ---- runs -----------------------------------------------------------------------------------
@@ -103,13 +103,15 @@ class RunViewSet(
 
     def stored_table(self, query_class) -> tuple[Serializer, SearchRun, AccuracyTable]:
         """The URL's query (validated by ``query_class``: 400), its run (404) and the run's
-        accuracy table (409 if it has none yet)."""
-        query = query_class(data=self.request.query_params)
+        accuracy table (409 if it has none yet), with the latency of ``?profile=`` if given."""
+        query = query_class(data=self.request.query_params, context={"request": self.request})
         query.is_valid(raise_exception=True)
         run = self.get_object()
         if not run.has_table:
             raise NoTable(run)
-        return query, run, accuracy_table(run)
+        profile = query.validated_data.get("profile")
+        s.check_profile(run, profile)
+        return query, run, accuracy_table(run, profile)
 
     @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
     @action(detail=True, methods=["post"])
@@ -166,6 +168,35 @@ class RunViewSet(
             kind = next(k for k in budgets if k not in table.cost)
             return Response({f"max_{kind}": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         return Response(selection.to_dict())
+
+    @extend_schema(
+        methods=["get"], responses={200: s.DeviceProfileSerializer(many=True), 404: ERROR}
+    )
+    @extend_schema(
+        methods=["post"],
+        request=s.DeviceProfileSerializer,
+        responses={
+            202: s.DeviceProfileSerializer,
+            400: OpenApiTypes.OBJECT,
+            404: ERROR,
+            409: ERROR,
+        },
+    )
+    @action(detail=True, methods=["get", "post"], serializer_class=s.DeviceProfileSerializer)
+    def profiles(self, request, pk=None):
+        """Device latency profiles of the run. POST ``{"queue"}`` sends the timing to a queue:
+        the worker that takes it measures every block on its own device (its GPU, else its
+        CPU) and stores the table, named by the device; then ``?profile=ID`` on ``preview``,
+        ``pareto`` and ``table`` (and ``profile`` on a deployment) budgets in its latency."""
+        run = self.get_object()
+        if request.method == "GET":
+            profiles = DeviceProfile.objects.filter(run=run)
+            return Response(s.DeviceProfileSerializer(profiles, many=True).data)
+        serializer = s.DeviceProfileSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        queue = serializer.validated_data.get("queue", run.queue)
+        profile = services.start_profile(run, queue)
+        return Response(s.DeviceProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         parameters=[s.ParetoQuerySerializer],

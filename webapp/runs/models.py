@@ -164,6 +164,29 @@ class TableEntry(models.Model):
         return f"run {self.run_id} layer {self.layer} {self.candidate}: {self.accuracy:.4f}"
 
 
+class DeviceProfile(models.Model):
+    """A device's latency for a run's space: the worker that took the profiling task timed
+    every block on its own device (its GPU, else its CPU) and stored the lookup table here,
+    named by that device. The deploy panel and the API offer latency budgets per profile."""
+
+    run = models.ForeignKey(SearchRun, on_delete=models.CASCADE, related_name="profiles")
+    queue = models.CharField(max_length=16, help_text="the queue whose worker measured it")
+    device = models.CharField(max_length=255, blank=True, help_text="what the latency is of")
+    lut = models.JSONField(null=True, blank=True, help_text="the ponas-latency/1 lookup table")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+
+    def __str__(self) -> str:
+        return f"profile {self.pk} of run {self.run_id}: {self.device or self.queue}"
+
+
 class Deployment(models.Model):
     """A network chosen from a run's table for budgets, built (inherited weights, optional
     fine-tune) and exported by a worker. The owner is the run's owner."""
@@ -172,6 +195,14 @@ class Deployment(models.Model):
     max_macs = models.FloatField(null=True, blank=True)
     max_params = models.FloatField(null=True, blank=True)
     max_latency_ms = models.FloatField(null=True, blank=True)
+    profile = models.ForeignKey(
+        DeviceProfile,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deployments",
+        help_text="the device profile whose latency the network was chosen under",
+    )
     finetune_epochs = models.PositiveIntegerField(default=0)
     formats = models.JSONField(default=list)
     choices = models.JSONField(default=list)

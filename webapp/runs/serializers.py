@@ -18,7 +18,14 @@ from ponas.table import COST_KINDS
 from ponas.units import parse_budget
 from webapp.runs import datasets
 from webapp.runs.limits import long_text, over_limit
-from webapp.runs.models import FORMATS, Deployment, MetricPoint, SearchRun, Status
+from webapp.runs.models import (
+    FORMATS,
+    Deployment,
+    DeviceProfile,
+    MetricPoint,
+    SearchRun,
+    Status,
+)
 from webapp.runs.tables import accuracy_table
 
 PRESETS = preset_names()
@@ -64,6 +71,16 @@ class PublicErrorMixin:
             return ""
         run = obj if isinstance(obj, SearchRun) else obj.run
         return datasets.public_text(obj.error, run, obj.worker)
+
+
+def user_queue(user, value: str) -> str:
+    """A queue ``user`` may send heavy work to (staff: any)."""
+    if value not in settings.PONAS_USER_QUEUES and not user.is_staff:
+        raise serializers.ValidationError(
+            f'the "{value}" queue is kept for the bookkeeping every run needs; '
+            f"allowed: {allowed(settings.PONAS_USER_QUEUES)}"
+        )
+    return value
 
 
 class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
@@ -121,13 +138,7 @@ class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
         return value
 
     def validate_queue(self, value: str) -> str:
-        user = self.context["request"].user
-        if value not in settings.PONAS_USER_QUEUES and not user.is_staff:
-            raise serializers.ValidationError(
-                f'the "{value}" queue is kept for the bookkeeping every run needs; '
-                f"allowed: {allowed(settings.PONAS_USER_QUEUES)}"
-            )
-        return value
+        return user_queue(self.context["request"].user, value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         user, preset = self.context["request"].user, attrs["preset"]
@@ -187,19 +198,11 @@ class BudgetField(serializers.Field):
         return value
 
 
-class RunField(serializers.PrimaryKeyRelatedField):
-    """A run of the requesting user (another user's run is "not found", like a missing one)."""
+class IdField(serializers.PrimaryKeyRelatedField):
+    """An object by its id: an integer (or its digits), as ``does_not_exist`` when no database
+    column could hold it."""
 
-    default_error_messages = {
-        "required": "this field is required: the id of a succeeded run",
-        "does_not_exist": "run {pk_value} not found",
-        "incorrect_type": "expected a run id (an integer), got {data_type}",
-    }
-
-    def get_queryset(self):
-        return SearchRun.objects.filter(owner=self.context["request"].user)
-
-    def to_internal_value(self, data: Any) -> SearchRun:
+    def to_internal_value(self, data: Any):
         # an id is an integer (or its digits): 1.5 is not run 1, and a number no database
         # column holds is no run at all
         if isinstance(data, str) and data.strip().isdigit():
@@ -211,6 +214,78 @@ class RunField(serializers.PrimaryKeyRelatedField):
         return super().to_internal_value(data)
 
 
+class RunField(IdField):
+    """A run of the requesting user (another user's run is "not found", like a missing one)."""
+
+    default_error_messages = {
+        "required": "this field is required: the id of a succeeded run",
+        "does_not_exist": "run {pk_value} not found",
+        "incorrect_type": "expected a run id (an integer), got {data_type}",
+    }
+
+    def get_queryset(self):
+        return SearchRun.objects.filter(owner=self.context["request"].user)
+
+
+@extend_schema_field({"type": "integer", "description": "a device profile id"})
+class ProfileField(IdField):
+    """A succeeded device profile of the requesting user's runs (the latency to budget in)."""
+
+    default_error_messages = {
+        "does_not_exist": "device profile {pk_value} not found (or not measured yet)",
+        "incorrect_type": "expected a device profile id (an integer), got {data_type}",
+    }
+
+    def get_queryset(self):
+        return DeviceProfile.objects.filter(
+            run__owner=self.context["request"].user, status=Status.SUCCEEDED
+        )
+
+
+def check_profile(run: SearchRun, profile: DeviceProfile | None) -> None:
+    """A profile given with a run must be one of that run's."""
+    if profile is not None and profile.run_id != run.pk:
+        raise serializers.ValidationError(
+            {"profile": [f"device profile {profile.pk} is of run {profile.run_id}, not {run.pk}"]}
+        )
+
+
+class DeviceProfileSerializer(serializers.ModelSerializer):
+    """A device's latency for a run: what to create (a queue), and what its worker measured."""
+
+    queue = serializers.CharField(
+        required=False,
+        max_length=16,
+        help_text="the Celery queue whose worker times the blocks on its device (default: the run's)",
+    )
+
+    class Meta:
+        model = DeviceProfile
+        fields = [
+            "id",
+            "run",
+            "queue",
+            "device",
+            "status",
+            "error",
+            "worker",
+            "created",
+            "started",
+            "finished",
+            "lut",
+        ]
+        read_only_fields = [f for f in fields if f != "queue"]
+
+    def validate_queue(self, value: str) -> str:
+        return user_queue(self.context["request"].user, value)
+
+
+class ProfileQuerySerializer(serializers.Serializer):
+    profile = ProfileField(
+        required=False, help_text="a device profile of this run: its latency as latency_ms"
+    )
+
+
 class MetricsQuerySerializer(serializers.Serializer):
     """Query of a run's detail: ``since`` (the ``time`` of the newest point a client holds)."""
 
@@ -219,12 +294,22 @@ class MetricsQuerySerializer(serializers.Serializer):
     )
 
 
+# What a client sends for a deployment; the rest is the build's result.
+DEPLOYMENT_INPUTS = ("run", "max_macs", "max_params", "max_latency_ms", "profile")
+DEPLOYMENT_INPUTS += ("finetune_epochs", "formats")
+
+
 class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
     error = serializers.SerializerMethodField(help_text="why the build failed")
     run = RunField()
     max_macs = BudgetField(required=False, allow_null=True)
     max_params = BudgetField(required=False, allow_null=True)
     max_latency_ms = BudgetField(required=False, allow_null=True)
+    profile = ProfileField(
+        required=False,
+        allow_null=True,
+        help_text="a device profile of the run: max_latency_ms is that device's latency",
+    )
     finetune_epochs = serializers.IntegerField(
         required=False, default=0, min_value=0, max_value=100
     )
@@ -248,6 +333,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             "max_macs",
             "max_params",
             "max_latency_ms",
+            "profile",
             "finetune_epochs",
             "formats",
             "status",
@@ -260,13 +346,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             "auto_resumes",
             "downloads",
         ]
-        # what a client sends; the rest is the build's result
-        read_only_fields = [
-            f
-            for f in fields
-            if f
-            not in ("run", "max_macs", "max_params", "max_latency_ms", "finetune_epochs", "formats")
-        ]
+        read_only_fields = [f for f in fields if f not in DEPLOYMENT_INPUTS]
 
     def to_representation(self, instance: Deployment) -> dict[str, Any]:
         data = super().to_representation(instance)
@@ -301,7 +381,8 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             for kind in COST_KINDS
             if attrs.get(f"max_{kind}") is not None
         }
-        table = accuracy_table(run)
+        check_profile(run, attrs.get("profile"))
+        table = accuracy_table(run, attrs.get("profile"))
         try:
             selection = solve(table, budgets)
         except Infeasible as exc:
@@ -317,7 +398,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
         return attrs
 
 
-class BudgetQuerySerializer(serializers.Serializer):
+class BudgetQuerySerializer(ProfileQuerySerializer):
     """Query of ``preview``: any of the three budgets (none gives the best path)."""
 
     max_macs = BudgetField(required=False)
@@ -325,10 +406,10 @@ class BudgetQuerySerializer(serializers.Serializer):
     max_latency_ms = BudgetField(required=False)
 
     def budgets(self) -> dict[str, float]:
-        return {k.removeprefix("max_"): v for k, v in self.validated_data.items()}
+        return {k.removeprefix("max_"): v for k, v in self.validated_data.items() if k != "profile"}
 
 
-class ParetoQuerySerializer(serializers.Serializer):
+class ParetoQuerySerializer(ProfileQuerySerializer):
     cost = serializers.ChoiceField(
         choices=list(COST_KINDS),
         default="macs",
@@ -338,7 +419,7 @@ class ParetoQuerySerializer(serializers.Serializer):
     )
 
 
-class TableQuerySerializer(serializers.Serializer):
+class TableQuerySerializer(ProfileQuerySerializer):
     format = serializers.ChoiceField(
         choices=["json", "csv"],
         default="json",

@@ -19,11 +19,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.celery import app
-from webapp.runs.models import ACTIVE, Deployment, SearchRun, Status
+from webapp.runs.models import ACTIVE, Deployment, DeviceProfile, SearchRun, Status
 
 # Task names, as tasks/ registers them (``@shared_task(name=...)``).
 RUN_SEARCH = "tasks.search.run_search"
 BUILD_DEPLOYMENT = "tasks.deploy.build_deployment"
+PROFILE_LATENCY = "tasks.profile.profile_latency"
 
 
 class Conflict(Exception):
@@ -49,6 +50,7 @@ def check_quota(owner, active, limit: int, what: tuple[str, str]) -> None:
 
 RUNS = ("run queued or running", "runs queued or running")
 BUILDS = ("deployment building", "deployments building")
+PROFILES = ("device profile being measured", "device profiles being measured")
 
 
 def check_run_quota(owner) -> None:
@@ -162,3 +164,24 @@ def start_deployment(**fields: Any) -> Deployment:
     deployment = Deployment.objects.create(**fields)
     send_build(deployment.pk, deployment.run.queue)
     return deployment
+
+
+# ---- device profiles ------------------------------------------------------------------------
+
+
+@transaction.atomic
+def start_profile(run: SearchRun, queue: str) -> DeviceProfile:
+    """Queue the timing of a succeeded run's blocks on ``queue``: the worker that takes it
+    measures the lookup table on its own device and stores it, named by the device (within
+    the owner's quota of profiles being measured)."""
+    run = SearchRun.objects.select_for_update().filter(pk=run.pk).first() or run
+    if not run.has_table:
+        raise Conflict(
+            f"run {run.pk} has no accuracy table yet (status {run.status}); profile the "
+            "latency of a succeeded run"
+        )
+    active = DeviceProfile.objects.filter(run__owner=run.owner, status__in=ACTIVE)
+    check_quota(run.owner, active, settings.PONAS_MAX_ACTIVE_PROFILES, PROFILES)
+    profile = DeviceProfile.objects.create(run=run, queue=queue)
+    send_on_commit(PROFILE_LATENCY, (profile.pk,), queue)
+    return profile

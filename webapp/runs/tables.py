@@ -15,10 +15,10 @@ from threading import Lock
 from typing import Any
 
 from ponas.table import FORMAT, AccuracyTable
-from webapp.runs.models import SearchRun, TableEntry
+from webapp.runs.models import DeviceProfile, SearchRun, TableEntry
 
 CACHE_SIZE = 64
-_cache: OrderedDict[tuple[int, str], AccuracyTable] = OrderedDict()
+_cache: OrderedDict[tuple[int, str, int | None], AccuracyTable] = OrderedDict()
 _lock = Lock()
 
 
@@ -69,15 +69,21 @@ def _candidates(space: dict[str, Any]) -> list[str]:
     return list(SearchSpace.from_dict(space).candidates)
 
 
-def accuracy_table(run: SearchRun) -> AccuracyTable:
-    """The run's table as an :class:`AccuracyTable`, cached per (run, table version)."""
-    key = (run.pk, run.finished.isoformat() if run.finished else "")
+def accuracy_table(run: SearchRun, profile: DeviceProfile | None = None) -> AccuracyTable:
+    """The run's table as an :class:`AccuracyTable`, with the latency of a device ``profile``
+    (a succeeded one of this run) when given; cached per (run, table version, profile)."""
+    key = (run.pk, run.finished.isoformat() if run.finished else "", profile and profile.pk)
     with _lock:
         table = _cache.get(key)
         if table is not None:
             _cache.move_to_end(key)
             return table
-    table = AccuracyTable.from_dict(table_dict(run))
+    if profile is None:
+        table = AccuracyTable.from_dict(table_dict(run))
+    else:
+        from ponas.cost import with_latency
+
+        table = with_latency(accuracy_table(run), profile.lut)
     with _lock:
         _cache[key] = table
         while len(_cache) > CACHE_SIZE:
