@@ -74,7 +74,7 @@ def test_user_creates_a_run_and_it_is_queued(api, django_capture_on_commit_callb
         (
             {"preset": "mnist"},
             "preset",
-            '"mnist" is not a preset; allowed: cifar10, digits, imagenet',
+            '"mnist" is not a preset; allowed: cifar10, digits, imagenet, shapes',
         ),
         ({}, "preset", "This field is required."),
         (
