@@ -174,6 +174,9 @@ def main() -> None:
         help="only evaluate --candidates of --layer with --steps (prints JSON)",
     )
     parser.add_argument("--write-only", action="store_true", help="only write the data set")
+    parser.add_argument(
+        "--parts", default="rss,loader,coverage", help="which figures to print (comma-separated)"
+    )
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -185,6 +188,16 @@ def main() -> None:
         f"data: {args.classes} classes x {args.per_class} JPEGs, input {args.size}px, "
         f"batch {args.batch}, feature_cache_mb {args.cache_mb:g}"
     )
+    parts = set(args.parts.split(","))
+    if "rss" in parts:
+        print_rss(args)
+    if "loader" in parts:
+        print_loader(args)
+    if "coverage" in parts:
+        print_coverage(args)
+
+
+def print_rss(args: argparse.Namespace) -> None:
     runs = [peak_rss(args, steps) for steps in (10, 160)]
     for r in runs:
         print(
@@ -193,11 +206,17 @@ def main() -> None:
         )
     growth = runs[1]["peak_rss"] / runs[0]["peak_rss"] - 1
     print(f"peak RSS 160 vs 10 steps: {growth:+.1%} (goal: within 15%)")
+
+
+def print_loader(args: argparse.Namespace) -> None:
     ours, theirs = loader_speed(args)
     print(
         f"loader, {args.workers} workers: ours {ours:,.0f} images/s, torchvision ImageFolder + "
         f"DataLoader {theirs:,.0f} images/s: {ours / theirs:.2f}x (goal: at least 0.95x)"
     )
+
+
+def print_coverage(args: argparse.Namespace) -> None:
     cov = coverage(args)
     print(
         f"validation subset: {cov['images']} of {cov['of']} held-out images, "
