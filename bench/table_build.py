@@ -42,7 +42,7 @@ def time_layer(ctx, supernet, layer, prefix, reuse: bool) -> tuple[float, list]:
     ctx.cfg.reuse_prefix_features = reuse
     state = {k: v.clone() for k, v in supernet.state_dict().items()}
     start = time.perf_counter()
-    row, _ = search_layer(ctx, supernet, layer, prefix)
+    row, *_ = search_layer(ctx, supernet, layer, prefix)
     elapsed = time.perf_counter() - start
     supernet.load_state_dict(state)  # the other way starts from the same weights
     return elapsed, row

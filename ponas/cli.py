@@ -256,10 +256,8 @@ def _save_with_latency(table: Any, lut: dict[str, Any] | None, out: Path) -> Non
         with_latency(table, lut).save(out / "table.json")
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from ponas.progress import TqdmCallback
-    from ponas.search import Cancelled, run_search
-
+def _search_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any]:
+    """``(space, overrides, out)`` from --preset or --cfg and the setting flags."""
     overrides: dict[str, Any] = {}
     space: Any = args.preset
     out = args.out
@@ -283,6 +281,14 @@ def cmd_search(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     overrides.update(_set_options(args.set))
+    return space, overrides, out
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from ponas.progress import TqdmCallback
+    from ponas.search import Cancelled, run_search
+
+    space, overrides, out = _search_settings(args)
     name = space if isinstance(space, str) else space.name
     out = Path(out or f"runs/{Path(name).stem}")
     lut = _load_lut(args.lut)
@@ -301,6 +307,21 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(
         f"wrote {out / 'table.json'} and {out / 'supernet.pt'} (checkpoints in {out / 'checkpoints'})"
     )
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from ponas.plan import estimate
+
+    space, overrides, _ = _search_settings(args)
+    plan = estimate(
+        space,
+        overrides,
+        train_images=args.train_images,
+        images_per_s=args.images_per_s,
+        device=args.device if args.device in ("cpu", "cuda") else None,
+    )
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.text())
     return 0
 
 
@@ -403,9 +424,29 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 # ---- the parser ----------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _search_arguments(p: argparse.ArgumentParser) -> None:
+    """--preset | --cfg and the setting flags, shared by `search` and `plan`."""
     from ponas.data import DATASETS
 
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="imagenet, cifar10, digits, shapes, or a space YAML")
+    src.add_argument("--cfg", help="search.yml: 'preset' or 'space', and any training setting")
+    p.add_argument("--epochs", type=int, help="stage-1 epochs")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument(
+        "--dataset-dir", dest="dataset_dir", help="folder of a cifar10 or imagefolder dataset"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any setting, e.g. --set finetune_steps=20",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ponas",
         description="Progressive One-shot NAS: search once, deploy a network for any budget.",
@@ -420,28 +461,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("search", help="run both stages and write the accuracy table")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="imagenet, cifar10, digits, shapes, or a space YAML")
-    src.add_argument("--cfg", help="search.yml: 'preset' or 'space', and any training setting")
+    _search_arguments(p)
     p.add_argument("--out", help="output folder (default runs/PRESET)")
     p.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --out"
     )
     p.add_argument("--lut", help="lut.json from `ponas profile`: add its latency to the table")
-    p.add_argument("--epochs", type=int, help="stage-1 epochs")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument(
-        "--dataset-dir", dest="dataset_dir", help="folder of a cifar10 or imagefolder dataset"
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="any setting, e.g. --set finetune_steps=20",
-    )
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "plan", help="steps, images, memory and GPU-hours of a search, before it runs"
+    )
+    _search_arguments(p)
+    p.add_argument(
+        "--images-per-s",
+        dest="images_per_s",
+        type=float,
+        help="stage-1 training images/s on the target card (bench/stage1_throughput.py)",
+    )
+    p.add_argument(
+        "--train-images",
+        dest="train_images",
+        type=int,
+        help="training images before the validation split (default: counted, or ImageNet-1k)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_plan, out=None)
 
     p = sub.add_parser("deploy", help="choose (and build) the best network for a budget")
     p.add_argument("--table", required=True, help="table.json written by `ponas search`")

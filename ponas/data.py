@@ -18,6 +18,7 @@ exactly the batches it would have seen.
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import pickle
@@ -32,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from ponas.train import epoch_seed
 
@@ -49,6 +50,9 @@ __all__ = [
     "load_dataset",
     "load_test_split",
     "make_loader",
+    "stratified_subset",
+    "subset",
+    "targets",
 ]
 
 DATASETS = ("digits", "cifar10", "imagefolder", "shapes")
@@ -301,6 +305,9 @@ class BatchLoader:
         seed: int = 0,
         drop_last: bool = False,
         num_workers: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -314,18 +321,30 @@ class BatchLoader:
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
         self.num_workers = int(num_workers)
+        if not 0 <= rank < world:
+            raise ValueError(f"rank must be in 0..{world - 1}, got {rank}")
+        self.rank, self.world = int(rank), int(world)
+        self.pin_memory = bool(pin_memory)
+        self.items_loaded = 0  # examples this process has decoded (its shard only)
         self._next_epoch = 0
+        self._skip = 0
+        self._persistent: DataLoader | None = None
+        self._active: object = None
 
     @property
     def epoch(self) -> int:
         """The epoch whose permutation the next ``__iter__`` uses."""
         return self._next_epoch
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next ``__iter__`` replay epoch ``epoch`` (0-based); later ones follow on."""
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Make the next ``__iter__`` replay epoch ``epoch`` (0-based); later ones follow on.
+
+        ``skip``: that iteration starts after its first ``skip`` batches, the same batches as
+        a whole epoch's (an image folder does not decode the skipped ones)."""
         if epoch < 0:
             raise ValueError(f"epoch must be >= 0, got {epoch}")
         self._next_epoch = int(epoch)
+        self._skip = int(skip)
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -340,51 +359,121 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # The epoch counter moves when iteration starts (not when it ends), so an epoch
         # abandoned half-way still counts, as the contract says: k counts __iter__ calls.
-        epoch = self._next_epoch
+        epoch, skip = self._next_epoch, self._skip
         self._next_epoch += 1
+        self._skip = 0
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         n = len(self.dataset)
         order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         if len(self) * self.batch_size < n:
             order = order[: len(self) * self.batch_size]  # drop_last
         if hasattr(self.dataset, "get_batch"):
-            return self._iter_in_memory(order, generator)
+            return self._iter_in_memory(order, generator, skip)
         if isinstance(self.dataset, TensorDataset):
-            return self._iter_tensors(order)
-        return self._iter_dataloader(order, generator)
+            return self._iter_tensors(order, skip)
+        return self._iter_dataloader(order, generator, skip)
 
-    def _iter_in_memory(self, order: Tensor, generator: torch.Generator) -> Iterator:
-        for idx in self._batches(order):
-            yield self.dataset.get_batch(idx, generator=generator)
+    def _iter_in_memory(self, order: Tensor, generator: torch.Generator, skip: int) -> Iterator:
+        # The whole global batch, then this rank's share: augmentation draws per batch (so
+        # skipped batches are drawn too), and indexing a tensor costs little next to decoding
+        # a JPEG.
+        for b, idx in enumerate(self._batches(order)):
+            x, y = self.dataset.get_batch(idx, generator=generator)
+            if b >= skip:
+                self.items_loaded += len(idx)
+                yield self._shard(x), self._shard(y)
 
-    def _iter_tensors(self, order: Tensor) -> Iterator:
-        for idx in self._batches(order):
-            yield tuple(t[idx] for t in self.dataset.tensors)
+    def _iter_tensors(self, order: Tensor, skip: int) -> Iterator:
+        for idx in itertools.islice(self._batches(order), skip, None):
+            self.items_loaded += len(idx)
+            yield tuple(self._shard(t[idx]) for t in self.dataset.tensors)
+
+    def _shard(self, t: Tensor) -> Tensor:
+        return t if self.world == 1 else t[self.rank :: self.world]
 
     def _batches(self, order: Tensor) -> Iterator[Tensor]:
         # Not ``order.split``: that yields one empty chunk for an empty order.
         bs = self.batch_size
         return (order[b * bs : (b + 1) * bs] for b in range(len(self)))
 
-    def _iter_dataloader(self, order: Tensor, generator: torch.Generator) -> Iterator:
-        indices: list[Any] = order.tolist()
-        if getattr(self.dataset, "accepts_item_seeds", False):
+    def _iter_dataloader(self, order: Tensor, generator: torch.Generator, skip: int) -> Iterator:
+        seeds = None
+        seeded = getattr(self.dataset, "accepts_item_seeds", False)
+        if seeded:
             # One seed per item makes augmentation independent of which worker process
             # (or the main process) loads the item, so epochs replay exactly.
-            seeds = torch.randint(0, 2**62, (len(indices),), generator=generator).tolist()
-            indices = list(zip(indices, seeds, strict=True))
-        loader = DataLoader(
+            seeds = torch.randint(0, 2**62, (len(order),), generator=generator)
+        # Under DDP each rank decodes only its share of every global batch (the slice
+        # ``rank::world``, as the batch would be cut after decoding it whole).
+        batches = _Batches(order, seeds, self.batch_size, range(skip, len(self)), self)
+        # Seeds the workers' base seed from the epoch's stream, not the global RNG.
+        worker_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        if seeded and self.num_workers > 0:
+            loader = self._persistent_loader()
+            loader.batch_sampler.use(batches)
+        else:
+            loader = self._dataloader(batches, worker_seed, persistent=False)
+        token = self._active = object()
+        for batch in loader:
+            if self._active is not token:
+                raise RuntimeError("a loader's epoch was iterated after a later one began")
+            self.items_loaded += len(batch[1])
+            yield batch
+
+    def _persistent_loader(self) -> DataLoader:
+        """One DataLoader for every epoch: its workers stay up between epochs (every item
+        carries its own seed, so augmentation does not depend on the workers' seeds)."""
+        if self._persistent is None:
+            empty = _Batches(torch.zeros(0, dtype=torch.long), None, 1, range(0), self)
+            self._persistent = self._dataloader(empty, 0, persistent=True)
+        return self._persistent
+
+    def _dataloader(self, batches: _Batches, seed: int, persistent: bool) -> DataLoader:
+        workers = self.num_workers
+        return DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
-            sampler=indices,
-            num_workers=self.num_workers,
-            drop_last=False,  # ``order`` is already cut to whole batches
-            # Seeds the workers' base seed from the epoch's stream, not the global RNG.
-            generator=torch.Generator().manual_seed(
-                int(torch.randint(0, 2**62, (1,), generator=generator))
-            ),
+            batch_sampler=batches,
+            num_workers=workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=persistent and workers > 0,
+            prefetch_factor=PREFETCH_BATCHES if workers > 0 else None,
+            generator=torch.Generator().manual_seed(seed),
         )
-        yield from loader
+
+
+# Batches each worker process keeps decoded ahead of the training step.
+PREFETCH_BATCHES = 4
+
+
+class _Batches:
+    """The batch sampler of one epoch: this rank's share of each global batch, as item indices
+    (with their augmentation seeds), listed only as the DataLoader asks for them. A persistent
+    DataLoader reads its sampler in the main process at the start of every epoch, so the
+    loader swaps in each epoch's contents."""
+
+    def __init__(
+        self, order: Tensor, seeds: Tensor | None, size: int, which: range, shard: BatchLoader
+    ) -> None:
+        self.order, self.seeds, self.size, self.which = order, seeds, size, which
+        self.rank, self.world = shard.rank, shard.world
+
+    def __iter__(self) -> Iterator[list]:
+        for b in self.which:
+            part = slice(b * self.size, (b + 1) * self.size)
+            idx = self.order[part][self.rank :: self.world].tolist()
+            if self.seeds is None:
+                yield idx
+            else:
+                yield list(
+                    zip(idx, self.seeds[part][self.rank :: self.world].tolist(), strict=True)
+                )
+
+    def __len__(self) -> int:
+        return len(self.which)
+
+    def use(self, other: _Batches) -> None:
+        """Take ``other``'s contents (the next epoch of a persistent DataLoader)."""
+        self.__dict__.update(other.__dict__)
 
 
 def make_loader(
@@ -395,6 +484,9 @@ def make_loader(
     seed: int = 0,
     drop_last: bool = False,
     num_workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    pin_memory: bool = False,
 ) -> BatchLoader:
     """Batches of ``dataset`` as a re-iterable :class:`BatchLoader`.
 
@@ -403,7 +495,10 @@ def make_loader(
     one replay epoch ``e``. In-memory datasets (:class:`TensorImageDataset`,
     :class:`~torch.utils.data.TensorDataset`) are batched by tensor indexing in the calling
     process and ignore ``num_workers``; other datasets go through a
-    :class:`~torch.utils.data.DataLoader` with ``num_workers`` worker processes.
+    :class:`~torch.utils.data.DataLoader` with ``num_workers`` worker processes (kept up
+    between epochs, each prefetching :data:`PREFETCH_BATCHES` batches; ``pin_memory`` for
+    CUDA). With ``world > 1`` every batch is rank ``rank``'s share of the global batch (the
+    slice ``rank::world``), and image folders decode only that share.
     """
     return BatchLoader(
         dataset,
@@ -412,7 +507,57 @@ def make_loader(
         seed=seed,
         drop_last=drop_last,
         num_workers=num_workers,
+        rank=rank,
+        world=world,
+        pin_memory=pin_memory,
     )
+
+
+def targets(dataset: Dataset) -> Tensor:
+    """The labels of every example of ``dataset``, in order, without decoding any image."""
+    if hasattr(dataset, "targets"):
+        return torch.as_tensor(dataset.targets, dtype=torch.long)
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].long()
+    raise TypeError(f"cannot read the labels of {dataset!r} without decoding it")
+
+
+def subset(dataset: Dataset, positions: Tensor) -> Dataset:
+    """The examples of ``dataset`` at ``positions``, with the same transforms."""
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.view(positions)
+    if isinstance(dataset, ImageFolderSplit):
+        kept = [dataset.indices[i] for i in positions.tolist()]
+        return ImageFolderSplit(dataset.folder, kept, dataset.transform)
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(t[positions] for t in dataset.tensors))
+    return Subset(dataset, positions.tolist())
+
+
+def stratified_subset(labels: Tensor, size: int, seed: int) -> Tensor:
+    """``size`` positions of ``labels`` (sorted), drawn per class in proportion to it.
+
+    Every class gets ``floor`` or ``ceil`` of its share ``size * n_class / n`` (within one
+    example); the classes that get the extra example and the examples themselves are drawn
+    from a generator seeded by ``seed``. ``size >= len(labels)`` keeps every position.
+    """
+    n = labels.numel()
+    if size >= n:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(int(seed))
+    classes, counts = labels.unique(return_counts=True)
+    share = counts.double() * size / n
+    take = share.floor().long()
+    short = size - int(take.sum())
+    if short:
+        # Largest remainders first; ties (and equal remainders) broken by a seeded draw.
+        jitter = torch.rand(len(classes), generator=generator, dtype=torch.float64) * 1e-9
+        take[torch.argsort(share - take - jitter, descending=True)[:short]] += 1
+    chosen = []
+    for c, k in zip(classes.tolist(), take.tolist(), strict=True):
+        members = (labels == c).nonzero().flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:k]])
+    return torch.cat(chosen).sort().values
 
 
 # --------------------------------------------------------------------------------------------
@@ -708,9 +853,16 @@ class ImageFolderSplit(Dataset):
             raise DatasetError(f"{path}: cannot read the image ({_one_line(exc)})") from None
         if seed is None:
             return self.transform(img), target
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        # The CPU generator alone, saved and restored around the transform: what
+        # ``fork_rng`` + ``torch.manual_seed`` do for the transforms (they draw on the CPU), at a
+        # fiftieth of the cost (manual_seed also seeds every accelerator's generators).
+        generator = torch.default_generator
+        state = generator.get_state()
+        generator.manual_seed(seed)
+        try:
             return self.transform(img), target
+        finally:
+            generator.set_state(state)
 
 
 def _image_folder(path: Path, mode: str) -> Any:

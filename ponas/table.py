@@ -4,7 +4,9 @@ A table is one JSON file (``format: ponas-table/1``, see DESIGN.md "Contracts"):
 accuracy ``A[l][c]`` of every candidate ``c`` at every searchable layer ``l``, the cost of each
 (layer, candidate) per cost kind (``macs``, ``params`` and, when a latency lookup table was
 measured, ``latency_ms``), the cost of the fixed parts (``base_cost``), the path the progressive
-search chose, and free-form ``meta``. ``null`` marks a candidate that is not allowed at a layer,
+search chose, and free-form ``meta``. An optional ``stderr`` matrix gives each entry's standard
+error over the evaluation suffixes it was averaged over (tables without it stay valid; ``null``
+where there is no entry or no error to give). ``null`` marks a candidate that is not allowed at a layer,
 in the accuracy matrix and in every cost matrix alike.
 
 The file needs nothing else to be deployed from: :meth:`AccuracyTable.from_dict` checks all of
@@ -34,7 +36,17 @@ COST_KINDS = ("macs", "params", "latency_ms")
 #: Cost kinds every table carries.
 REQUIRED_COST_KINDS = ("macs", "params")
 
-_KEYS = ("format", "space", "candidates", "accuracy", "cost", "base_cost", "path", "meta")
+_KEYS = (
+    "format",
+    "space",
+    "candidates",
+    "accuracy",
+    "cost",
+    "base_cost",
+    "stderr",
+    "path",
+    "meta",
+)
 _REQUIRED_KEYS = ("format", "space", "candidates", "accuracy", "cost", "base_cost", "path")
 
 
@@ -281,6 +293,32 @@ def _check_path(path: Any, accuracy: Matrix, seen: dict[str, int], cands: list[s
             )
 
 
+def _check_stderr(stderr: Any, accuracy: Matrix, cands: list[str]) -> Matrix:
+    """The shape of ``accuracy``; non-negative numbers, null at least where accuracy is."""
+    if not isinstance(stderr, list) or len(stderr) != len(accuracy):
+        got = f"{len(stderr)} rows" if isinstance(stderr, list) else _show(stderr)
+        raise TableError(
+            f'"stderr" has {got}: expected {len(accuracy)} rows, one per layer like "accuracy"'
+        )
+    out: Matrix = []
+    for i, row in enumerate(stderr):
+        _check_row("stderr", i, row, len(cands))
+        for j, v in enumerate(row):
+            if v is None:
+                continue
+            if accuracy[i][j] is None:
+                raise TableError(
+                    f"{_where('stderr', i, j, cands)} is {_show(v)} but the accuracy there is "
+                    "null: expected null"
+                )
+            if not _is_number(v) or not math.isfinite(v) or v < 0:
+                raise TableError(
+                    f"{_where('stderr', i, j, cands)} is {_show(v)}: expected a number >= 0 or null"
+                )
+        out.append([None if v is None else float(v) for v in row])
+    return out
+
+
 def _check_meta(meta: Any, cost: dict[str, Matrix]) -> None:
     """An object; names the latency device when the table has latency."""
     if not isinstance(meta, dict):
@@ -306,6 +344,9 @@ def _validate(d: Any) -> dict[str, Any]:
     _check_path(d["path"], accuracy, seen, cands)
     meta = d.get("meta", {})
     _check_meta(meta, cost)
+    stderr = d.get("stderr")
+    if stderr is not None:
+        stderr = _check_stderr(stderr, accuracy, cands)
     return {
         "space": copy.deepcopy(d["space"]),
         "candidates": list(cands),
@@ -314,6 +355,7 @@ def _validate(d: Any) -> dict[str, Any]:
         "base_cost": base_cost,
         "path": list(d["path"]),
         "meta": copy.deepcopy(meta),
+        "stderr": stderr,
     }
 
 
@@ -332,6 +374,7 @@ class AccuracyTable:
     base_cost: dict[str, float]
     path: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
+    stderr: Matrix | None = None
 
     def __post_init__(self) -> None:
         fields = _validate({"format": FORMAT, **self._fields()})
@@ -345,6 +388,8 @@ class AccuracyTable:
             "accuracy": self.accuracy,
             "cost": self.cost,
             "base_cost": self.base_cost,
+            # optional: a table without standard errors is written as it always was
+            **({"stderr": self.stderr} if self.stderr is not None else {}),
             "path": self.path,
             "meta": self.meta,
         }
@@ -363,11 +408,12 @@ class AccuracyTable:
         path: list[str],
         meta: dict[str, Any] | None = None,
         latency_lut: dict[str, Any] | None = None,
+        stderr: Matrix | None = None,
     ) -> AccuracyTable:
         """A table for ``space`` with costs computed from the spec (and ``latency_lut``).
 
         ``accuracy`` has one row per layer and one column per ``space.candidates``, ``None``
-        where a candidate is not allowed. The lookup table's ``device`` becomes
+        where a candidate is not allowed; ``stderr``, if given, has the same shape. The lookup table's ``device`` becomes
         ``meta.latency_device`` unless ``meta`` names one already.
         """
         from ponas.cost import cost_tables  # cost.py is heavier; table.py loads without it
@@ -384,6 +430,7 @@ class AccuracyTable:
             base_cost=base_cost,
             path=list(path),
             meta=meta,
+            stderr=None if stderr is None else [list(row) for row in stderr],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -480,20 +527,25 @@ class AccuracyTable:
 
         Columns, left to right::
 
-            layer, path, <candidate> ..., <kind>:<candidate> ... for each cost kind
+            layer, path, <candidate> ..., <kind>:<candidate> ... for each cost kind,
+            stderr:<candidate> ... (only when the table has standard errors)
 
         ``layer`` counts from 0, ``path`` is the candidate the search chose there, the
         ``<candidate>`` columns hold the accuracy (a heatmap when colour-scaled), then one
         block of columns per cost kind (``macs:e3_k3``, ..., ``params:e3_k3``, ...,
-        ``latency_ms:e3_k3``, ...). Not-allowed entries are empty cells. The fixed parts'
+        ``latency_ms:e3_k3``, ...), then the standard errors when the table has them
+        (``stderr:e3_k3``, ...). Not-allowed entries are empty cells. The fixed parts'
         cost (``base_cost``) is not a per-layer value and is left out; it is in the JSON.
         """
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         kinds = self.cost_kinds
+        extra = {k: self.cost[k] for k in kinds}
+        if self.stderr is not None:
+            extra["stderr"] = self.stderr
         writer.writerow(
             ["layer", "path", *self.candidates]
-            + [f"{k}:{c}" for k in kinds for c in self.candidates]
+            + [f"{k}:{c}" for k in extra for c in self.candidates]
         )
 
         def cell(v: float | None) -> str:
@@ -502,7 +554,7 @@ class AccuracyTable:
         for i, row in enumerate(self.accuracy):
             writer.writerow(
                 [str(i), self.path[i], *(cell(v) for v in row)]
-                + [cell(v) for k in kinds for v in self.cost[k][i]]
+                + [cell(v) for m in extra.values() for v in m[i]]
             )
         return buf.getvalue()
 
@@ -519,7 +571,7 @@ def _dumps(d: dict[str, Any]) -> str:
 
     parts = []
     for key, v in d.items():
-        if key == "accuracy":
+        if key in ("accuracy", "stderr"):
             text = matrix(v, "  ")
         elif key == "cost":
             kinds = ",\n".join(f"    {value(k)}: {matrix(m, '    ')}" for k, m in v.items())

@@ -191,6 +191,7 @@ def evaluate_candidate(self, run_id: int, attempt: int, layer: int, candidate: s
             candidate=candidate,
             defaults={
                 "accuracy": accuracy,
+                "stderr": getattr(accuracy, "stderr", None),
                 "macs": cost.macs,
                 "params": cost.params,
                 "worker": worker,

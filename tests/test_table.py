@@ -149,8 +149,8 @@ def broken(change) -> dict:
         (
             lambda d: d.update(extra=1),
             "unknown table keys ['extra']; allowed: ['format', "
-            "'space', 'candidates', 'accuracy', 'cost', 'base_cost', 'path', 'meta'] (put extra "
-            'information under "meta")',
+            "'space', 'candidates', 'accuracy', 'cost', 'base_cost', 'stderr', 'path', 'meta'] "
+            '(put extra information under "meta")',
         ),
         (lambda d: d.pop("cost"), "table is missing the key 'cost'"),
         (

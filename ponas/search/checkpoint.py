@@ -60,14 +60,24 @@ def rng_state() -> dict[str, Any]:
     return state
 
 
-def stage2_state(layer: int, supernet: Supernet, path: list, rows: list) -> dict[str, Any]:
-    """The payload of ``stage2.pt`` once ``layer`` is finished."""
+def stage2_state(
+    layer: int,
+    supernet: Supernet,
+    path: list,
+    rows: list,
+    stderr: list | None = None,
+    validation: dict | None = None,
+) -> dict[str, Any]:
+    """The payload of ``stage2.pt`` once ``layer`` is finished: the rows so far, with their
+    standard errors (``stderr``) and how the validation subset was drawn (``validation``)."""
     return {
         "stage": "stage2",
         "layer": layer,
         "model": supernet.state_dict(),
         "path": path,
         "rows": rows,
+        "stderr": stderr if stderr is not None else [[None] * len(r) for r in rows],
+        "validation": validation or {},
         "rng": rng_state(),
     }
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from ponas.data import DataSplits, load_dataset, make_loader
+from ponas.data import (
+    DataSplits,
+    load_dataset,
+    make_loader,
+    stratified_subset,
+    subset,
+    targets,
+)
 from ponas.search.callbacks import Cancelled, SearchCallback
 from ponas.search.checkpoint import checkpoint_dir, save_checkpoint
 from ponas.search.config import ConfigError, SearchConfig, resolve
@@ -28,6 +38,7 @@ class Context:
     device: torch.device
     out: Path
     callback: SearchCallback = field(default_factory=SearchCallback)
+    _loaders: dict = field(default_factory=dict, repr=False)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -68,35 +79,108 @@ class Context:
         self.callback.checkpoint_saved(path)
         return path
 
-    def batches(self, split: str, epoch: int, shuffle: bool = True) -> Iterator:
+    def split(self, name: str) -> Dataset:
+        """The dataset of split ``name``; ``"val"`` is the validation subset the search
+        scores on (see :meth:`validation`)."""
+        return self.validation[0] if name == "val" else getattr(self.data, name)
+
+    @cached_property
+    def validation(self) -> tuple[Dataset, dict[str, Any]]:
+        """The validation subset every table entry is scored on, and how it was drawn.
+
+        ``eval_batches * batch_size`` examples of the validation split, seeded and stratified
+        by class (every class in proportion, within one example), chosen once per search: it
+        depends only on the seed and the split. A split that small is used whole, in order.
+        """
+        val = self.data.val
+        size = min(len(val), self.cfg.eval_batches * self.cfg.batch_size)
+        if size == len(val):
+            return val, {"images": size, "of": size, "drawn": "the whole validation split"}
+        labels = targets(val)
+        chosen = stratified_subset(labels, size, derive_seed(self.cfg.seed, "validation"))
+        info = {
+            "images": size,
+            "of": len(val),
+            "classes": int(labels[chosen].unique().numel()),
+            "drawn": "stratified by class, seeded by the search seed",
+        }
+        return subset(val, chosen), info
+
+    def loader(self, split: str, shuffle: bool = True, rank: int = 0, world: int = 1):
+        """The loader of ``split``, built once: its worker processes persist across epochs."""
+        key = (split, shuffle, rank, world)
+        if key not in self._loaders:
+            self._loaders[key] = make_loader(
+                self.split(split),
+                self.cfg.batch_size,
+                shuffle=shuffle,
+                seed=derive_seed(self.cfg.seed, split),
+                drop_last=shuffle,
+                num_workers=self.cfg.num_workers,
+                rank=rank,
+                world=world,
+                pin_memory=self.cuda,
+            )
+        return self._loaders[key]
+
+    def batches(
+        self,
+        split: str,
+        epoch: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world: int = 1,
+        skip: int = 0,
+    ) -> Iterator:
         """Epoch ``epoch`` of ``split`` (shuffled: whole batches only), the same on every
-        replay: the order and augmentation are seeded from ``(seed, split, epoch)``."""
-        loader = make_loader(
-            getattr(self.data, split),
-            self.cfg.batch_size,
-            shuffle=shuffle,
-            seed=derive_seed(self.cfg.seed, split),
-            drop_last=shuffle,
-            num_workers=self.cfg.num_workers,
-        )
-        loader.set_epoch(epoch)
+        replay: the order and augmentation are seeded from ``(seed, split, epoch)``. With
+        ``world > 1``, rank ``rank``'s share of every global batch (decoded by this rank only).
+        ``skip``: start after the epoch's first ``skip`` batches.
+        """
+        loader = self.loader(split, shuffle, rank, world)
+        loader.set_epoch(epoch, skip)
         return iter(loader)
 
-    def draw(self, split: str, epoch: int, n: int, next_epochs: Iterator[int]) -> list:
-        """``n`` shuffled batches of ``split`` from epoch ``epoch`` on, going on to the epochs
-        ``next_epochs`` gives as many times as needed."""
-        out: list = []
-        batches = self.batches(split, epoch)
-        while len(out) < n:
-            batch = next(batches, None)
-            if batch is None:
-                epoch = next(next_epochs)
-                batches = self.batches(split, epoch)
-                batch = next(batches, None)
-                if batch is None:  # make_context refuses such data; never loop forever
-                    raise ValueError(f"epoch {epoch} of the {split} split has no whole batch")
-            out.append(batch)
-        return out
+    def stream(self, split: str, epochs: Iterator[int], n: int) -> Stream:
+        """``n`` shuffled batches of ``split``: the first epoch ``epochs`` gives, then the next
+        ones as many as needed (see :class:`Stream`)."""
+        per_epoch = len(self.split(split)) // self.cfg.batch_size
+        if per_epoch < 1:  # make_context refuses such data; never loop forever
+            raise ValueError(f"the {split} split has no whole batch")
+        return Stream(self, split, [next(epochs) for _ in range(-(-n // per_epoch))], n)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Replayable batches: ``n`` shuffled batches of ``split``, from ``epochs`` in turn.
+
+    Nothing is held: every iteration decodes the batches again as they are used, and gives
+    the same batches (order and augmentation are seeded per epoch), so every candidate of a
+    layer sees identical data while host memory stays independent of ``n``.
+    """
+
+    ctx: Context
+    split: str
+    epochs: list[int]
+    n: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator:
+        return self.iter_from(0)
+
+    def iter_from(self, skip: int) -> Iterator:
+        """The batches after the first ``skip`` (those are not decoded where avoidable)."""
+        per_epoch = len(self.ctx.split(self.split)) // self.ctx.cfg.batch_size
+        left = self.n - skip
+        for i, epoch in enumerate(self.epochs):
+            if skip >= (i + 1) * per_epoch or left <= 0:
+                continue
+            start = max(skip - i * per_epoch, 0)
+            for batch in itertools.islice(self.ctx.batches(self.split, epoch, skip=start), left):
+                left -= 1
+                yield batch
 
 
 def make_context(

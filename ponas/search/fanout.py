@@ -52,20 +52,35 @@ def evaluate_candidate(
     supernet = ctx.prepare(Supernet(space))
     supernet.load_state_dict(ckpt["model"])
     plan = plan_layer(ctx, supernet, layer, prefix)
-    features = PrefixFeatures(ctx, supernet, plan, cache=False)
-    acc = finetune_and_score(ctx, supernet, plan, candidate, features)
+    # One candidate reads each batch once: caching its features would not pay.
+    features = PrefixFeatures(ctx, supernet, plan, cache_mb=0)
+    acc, stderr = finetune_and_score(ctx, supernet, plan, candidate, features)
     if weights_out is not None:
         touched = [*supernet.layers[layer:], supernet.head]
         state = {
             "layer": layer,
             "candidate": candidate,
             "accuracy": acc,
+            "stderr": stderr,
+            "validation": plan.validation,
             "modules": [
                 {k: v.detach().clone() for k, v in m.state_dict().items()} for m in touched
             ],
         }
         atomic_write(weights_out, lambda tmp: torch.save(state, tmp))
-    return acc
+    return CandidateScore(acc, stderr)
+
+
+class CandidateScore(float):
+    """A table entry as :func:`evaluate_candidate` returns it: the accuracy (a float, as
+    before) that also carries its standard error over the evaluation suffixes."""
+
+    stderr: float | None
+
+    def __new__(cls, accuracy: float, stderr: float | None) -> CandidateScore:
+        score = super().__new__(cls, accuracy)
+        score.stderr = stderr
+        return score
 
 
 def finish_layer(out: str | Path, layer: int, weights: dict[str, str | Path]) -> str:
@@ -76,6 +91,7 @@ def finish_layer(out: str | Path, layer: int, weights: dict[str, str | Path]) ->
     ckpt = load_checkpoint(source)
     space = SearchSpace.from_dict(ckpt["space"])
     path, rows = list(ckpt.get("path", [])), list(ckpt.get("rows", []))
+    stderr = list(ckpt.get("stderr", [[None] * len(r) for r in rows]))
     if len(path) != layer:
         raise ValueError(f"{source} holds {len(path)} finished layers; cannot finish layer {layer}")
     results = {c: load_file(p) for c, p in weights.items()}
@@ -85,12 +101,16 @@ def finish_layer(out: str | Path, layer: int, weights: dict[str, str | Path]) ->
     row: list[float | None] = [
         results[c]["accuracy"] if c in results else None for c in space.candidates
     ]
+    errors = [results[c].get("stderr") if c in results else None for c in space.candidates]
     best = choose_best(space, layer, row)
     supernet = Supernet(space)
     supernet.load_state_dict(ckpt["model"])
     _restore([*supernet.layers[layer:], supernet.head], results[best]["modules"])
     cfg = SearchConfig.from_dict(ckpt["config"])
-    state = stage2_state(layer, supernet, [*path, best], [*rows, row])
+    validation = results[best].get("validation", {})
+    state = stage2_state(
+        layer, supernet, [*path, best], [*rows, row], [*stderr, errors], validation
+    )
     save_checkpoint(out, space, cfg, "stage2.pt", state)
     return best
 

@@ -42,6 +42,7 @@ def _both_stages(ctx: Context, overrides: dict[str, Any], resume: bool):
     supernet = ctx.prepare(Supernet(ctx.space))
     supernet.load_state_dict(ckpt["model"])
     path, rows = list(ckpt.get("path", [])), list(ckpt.get("rows", []))
+    stderr = list(ckpt.get("stderr", [[None] * len(r) for r in rows]))
     n = ctx.space.num_layers
     # stage 2 progress counts (layer, candidate) fine-tunes
     ctx.callback.stage_started(
@@ -49,11 +50,13 @@ def _both_stages(ctx: Context, overrides: dict[str, Any], resume: bool):
     )
     for layer in range(len(path), n):
         ctx.check_stop()
-        row, best = search_layer(ctx, supernet, layer, path)
+        row, best, errors = search_layer(ctx, supernet, layer, path)
         rows.append(row)
+        stderr.append(errors)
         path.append(best)
         ctx.callback.row_done(layer, row, best)
-        ctx.save_checkpoint("stage2.pt", stage2_state(layer, supernet, path, rows))
+        state = stage2_state(layer, supernet, path, rows, stderr, ctx.validation[1])
+        ctx.save_checkpoint("stage2.pt", state)
     table = finalize(ctx.out)
     ctx.callback.done(table)
     return table
@@ -80,8 +83,12 @@ def finalize(out: str | Path):
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": versions(),
         "config": cfg,
+        **({"validation": ckpt["validation"]} if ckpt.get("validation") else {}),
     }
-    table = AccuracyTable.build(space, ckpt["rows"], ckpt["path"], meta)
+    stderr = ckpt.get("stderr")
+    if stderr is not None and all(e is None for row in stderr for e in row):
+        stderr = None  # one evaluation suffix (or an older checkpoint): nothing to show
+    table = AccuracyTable.build(space, ckpt["rows"], ckpt["path"], meta, stderr=stderr)
     supernet = Supernet(space)
     supernet.load_state_dict(ckpt["model"])
     save_supernet(out / "supernet.pt", supernet, ckpt["path"], meta)

@@ -74,15 +74,14 @@ def _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world)
     supernet.train()
     loss_sum = correct = seen = 0.0
     t0 = time.perf_counter()
-    for i, (x, y) in enumerate(ctx.batches("train", epoch)):
+    # Under DDP each rank decodes only its share of every global batch.
+    for i, (x, y) in enumerate(ctx.batches("train", epoch, rank=rank, world=world)):
         if i >= steps_per_epoch:
             break
         ctx.check_stop()
         step = epoch * steps_per_epoch + i
         set_lr(optimizer, lr_at(cfg.lr, step, total, cfg.warmup_epochs * steps_per_epoch))
         choices = supernet.sample(paths)
-        if world > 1:
-            x, y = x[rank::world], y[rank::world]
         x, y = ctx.to_device(x), y.to(ctx.device)
         loss, logits = train_step(
             model, optimizer, x, y, choices, label_smoothing=cfg.label_smoothing, amp=ctx.amp

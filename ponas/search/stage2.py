@@ -11,9 +11,12 @@ resumed or fanned-out layer gives the same row.
 from __future__ import annotations
 
 import itertools
+import math
 import random
-from collections.abc import Iterator, Sequence
+import statistics
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -34,27 +37,30 @@ from ponas.train import (
 
 @dataclass
 class LayerPlan:
-    """The shared random draws of one stage-2 layer (identical for every candidate)."""
+    """The shared random draws of one stage-2 layer (identical for every candidate).
+
+    The batches are replayable streams, decoded as they are used: every candidate sees the
+    same fine-tune batches and augmentation, and nothing grows with ``finetune_steps``.
+    """
 
     layer: int
     prefix: list[str]
     finetune_suffixes: list[list[str]]
     eval_suffixes: list[list[str]]
-    finetune_batches: list
-    bn_batches: list
-    val_batches: list
+    finetune_batches: Iterable
+    bn_batches: Iterable
+    val_batches: Iterable
+    validation: dict
 
 
-def _epochs(layer: int) -> tuple[int, Iterator[int]]:
-    """The first epoch of layer ``layer``'s training draws, and the epochs that follow it.
+def _epochs(layer: int) -> Iterator[int]:
+    """The epochs of layer ``layer``'s training draws: the first, then those that follow it.
 
     The first 99 follow-on epochs are the ones every saved table was drawn from; beyond them
     (many fine-tune steps on a small training split) the draws go on in a range of their own,
     so they never repeat another layer's."""
     base = 10_000 + 100 * layer
-    return base, itertools.chain(
-        range(base + 1, base + 100), itertools.count(2**40 + layer * 2**30)
-    )
+    return itertools.chain(range(base + 1, base + 100), itertools.count(2**40 + layer * 2**30))
 
 
 def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[str]) -> LayerPlan:
@@ -67,10 +73,12 @@ def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[st
     def suffix() -> list[str]:
         return supernet.sample(rng, [""] * (layer + 1))[layer + 1 :] if n_suffix else []
 
-    first, more = _epochs(layer)  # fine-tune and BN batches share the follow-on epochs
-    finetune = ctx.draw("train", first, cfg.finetune_steps, more)
-    bn = ctx.draw("train_eval", first, cfg.bn_batches, more)
-    val = list(ctx.batches("val", 0, shuffle=False))[: cfg.eval_batches]
+    # Fine-tune and BN batches both start at the layer's first epoch and share the follow-on
+    # epochs: those the fine-tune draws go on with, the BN draws do not reuse.
+    first, more = 10_000 + 100 * layer, _epochs(layer)
+    finetune = ctx.stream("train", itertools.chain([first], more), cfg.finetune_steps)
+    bn = ctx.stream("train_eval", itertools.chain([first], more), cfg.bn_batches)
+    val = ValidationBatches(ctx, cfg.eval_batches)
     return LayerPlan(
         layer,
         list(prefix),
@@ -79,7 +87,27 @@ def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[st
         finetune,
         bn,
         val,
+        ctx.validation[1],
     )
+
+
+@dataclass(frozen=True)
+class ValidationBatches:
+    """The validation subset in order, ``n`` batches at most; decoded at each iteration."""
+
+    ctx: Context
+    n: int
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.ctx.loader("val", shuffle=False)))
+
+    def __iter__(self) -> Iterator:
+        return self.iter_from(0)
+
+    def iter_from(self, skip: int) -> Iterator:
+        """The batches after the first ``skip``."""
+        batches = self.ctx.batches("val", 0, shuffle=False, skip=skip)
+        return itertools.islice(batches, max(len(self) - skip, 0))
 
 
 class PrefixFeatures:
@@ -87,10 +115,15 @@ class PrefixFeatures:
 
     Fine-tune and BN-recalibration batches pass the prefix in train mode (batch statistics,
     as in training); validation batches in eval mode after the prefix's BN is recalibrated.
-    With ``cache`` they are computed once and shared by every candidate of the layer.
+    Within ``cache_mb`` they are computed once and shared by every candidate of the layer
+    (and by every suffix): the validation and BN batches first, as each is read once per
+    suffix, then as many fine-tune batches as fit, as each is read once per candidate. The
+    rest is decoded and passed again when read. The features are the same either way.
     """
 
-    def __init__(self, ctx: Context, supernet: Supernet, plan: LayerPlan, cache: bool) -> None:
+    def __init__(
+        self, ctx: Context, supernet: Supernet, plan: LayerPlan, cache_mb: float = 0
+    ) -> None:
         self.ctx, self.supernet, self.plan = ctx, supernet, plan
         prefix_modules = nn.ModuleList(
             [supernet.stem] + [supernet.layers[i][c] for i, c in enumerate(plan.prefix)]
@@ -102,17 +135,26 @@ class PrefixFeatures:
             forward=lambda x: supernet.features(ctx.to_device(x), plan.prefix),
         )
         self.prefix_modules = prefix_modules
-        self.cached: dict[str, list] | None = None
-        if cache:
-            self.cached = {kind: list(self._compute(kind)) for kind in ("finetune", "bn", "val")}
+        self.cached: dict[str, list] = {"val": [], "bn": [], "finetune": []}
+        per_batch = self.batch_mb(ctx, plan.layer)
+        room = int(cache_mb // per_batch) if ctx.cfg.reuse_prefix_features else 0
+        for kind in ("val", "bn", "finetune"):
+            n = min(room, self.count(kind))
+            self.cached[kind] = list(itertools.islice(self._compute(kind), n))
+            room -= n
 
-    @torch.no_grad()
-    def _compute(self, kind: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        batches = {
+    def count(self, kind: str) -> int:
+        return len(self._batches(kind))
+
+    def _batches(self, kind: str):
+        return {
             "finetune": self.plan.finetune_batches,
             "bn": self.plan.bn_batches,
             "val": self.plan.val_batches,
         }[kind]
+
+    @torch.no_grad()
+    def _compute(self, kind: str, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.prefix_modules.train(kind != "val")
         saved = [
             (m, m.momentum)
@@ -122,7 +164,7 @@ class PrefixFeatures:
         for m, _ in saved:
             m.momentum = 0.0  # train-mode BN without touching the recalibrated statistics
         try:
-            for x, y in batches:
+            for x, y in self._batches(kind).iter_from(skip):
                 with self.ctx.autocast():
                     feats = self.supernet.features(self.ctx.to_device(x), self.plan.prefix)
                 yield feats, y.to(self.ctx.device)
@@ -131,19 +173,30 @@ class PrefixFeatures:
                 m.momentum = momentum
 
     def get(self, kind: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return iter(self.cached[kind]) if self.cached is not None else self._compute(kind)
+        cached = self.cached[kind]
+        if len(cached) == self.count(kind):
+            return iter(cached)
+        return itertools.chain(cached, self._compute(kind, skip=len(cached)))
 
     @staticmethod
-    def estimate_mb(ctx: Context, plan: LayerPlan) -> float:
-        spec = ctx.space.layers[plan.layer]
+    def batch_mb(ctx: Context, layer: int) -> float:
+        """Memory of one batch of features at the input of ``layer`` (float32)."""
+        spec = ctx.space.layers[layer]
         per_example = spec.in_channels * spec.in_size * spec.in_size * 4
-        n = sum(len(b[1]) for b in plan.finetune_batches + plan.bn_batches + plan.val_batches)
-        return per_example * n / 2**20
+        return per_example * ctx.cfg.batch_size / 2**20
+
+
+class Score(NamedTuple):
+    """A table entry: the mean validation accuracy over the evaluation suffixes, and its
+    standard error over them (``None`` with a single suffix)."""
+
+    accuracy: float
+    stderr: float | None
 
 
 def finetune_and_score(
     ctx: Context, supernet: Supernet, plan: LayerPlan, candidate: str, features: PrefixFeatures
-) -> float:
+) -> Score:
     """Fine-tune ``candidate`` at ``plan.layer`` in place and return its table entry.
 
     The entry is the validation accuracy averaged over the plan's shared suffixes, each
@@ -179,7 +232,7 @@ def finetune_and_score(
 @torch.no_grad()
 def _score(
     ctx: Context, supernet: Supernet, plan: LayerPlan, candidate: str, features: PrefixFeatures
-) -> float:
+) -> Score:
     """The evaluation part of :func:`finetune_and_score`: the mean over the plan's suffixes.
 
     After the fine-tune, the candidate is frozen like the prefix, and its BatchNorm statistics
@@ -212,22 +265,30 @@ def _score(
         modules.eval()
         with ctx.autocast():
             accuracies.append(evaluate(forward, val, ctx.device, topk=(1,))["top1"])
-    return sum(accuracies) / len(accuracies)
+    n = len(accuracies)
+    stderr = statistics.stdev(accuracies) / math.sqrt(n) if n > 1 else None
+    return Score(sum(accuracies) / n, stderr)
+
+
+class LayerResult(NamedTuple):
+    """A finished stage-2 layer: its row of the table, the chosen candidate, and the row's
+    standard errors."""
+
+    row: list[float | None]
+    best: str
+    stderr: list[float | None]
 
 
 def search_layer(
     ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[str]
-) -> tuple[list[float | None], str]:
+) -> LayerResult:
     """Stage 2 for one layer: every allowed candidate from the same weights -> row, best.
 
     Leaves ``supernet`` holding the best candidate's fine-tuned weights.
     """
     space = ctx.space
     plan = plan_layer(ctx, supernet, layer, prefix)
-    cache = ctx.cfg.reuse_prefix_features and (
-        PrefixFeatures.estimate_mb(ctx, plan) <= ctx.cfg.feature_cache_mb
-    )
-    features = PrefixFeatures(ctx, supernet, plan, cache=cache)
+    features = PrefixFeatures(ctx, supernet, plan, cache_mb=ctx.cfg.feature_cache_mb)
     # Everything a candidate's fine-tune may touch, snapshotted once: each candidate starts
     # from these weights; the best candidate's result is carried on.
     # (one flat list of tensors, copied in place: a state_dict round trip per candidate costs
@@ -235,17 +296,20 @@ def search_layer(
     touched = _tensors([*supernet.layers[layer:], supernet.head])
     start = [t.detach().clone() for t in touched]
     row: list[float | None] = [None] * len(space.candidates)
+    stderr: list[float | None] = [None] * len(space.candidates)
     best_state = None
     for cand in space.allowed_candidates(layer):
         _copy(touched, start)
-        acc = finetune_and_score(ctx, supernet, plan, cand, features)
+        acc, stderr[space.candidates.index(cand)] = finetune_and_score(
+            ctx, supernet, plan, cand, features
+        )
         row[space.candidates.index(cand)] = acc
         ctx.callback.candidate_done(layer, cand, acc)
         if choose_best(space, layer, row) == cand:
             best_state = [t.detach().clone() for t in touched]
     assert best_state is not None
     _copy(touched, best_state)
-    return row, choose_best(space, layer, row)
+    return LayerResult(row, choose_best(space, layer, row), stderr)
 
 
 def _tensors(modules: Sequence[nn.Module]) -> list[torch.Tensor]:

@@ -316,6 +316,7 @@
         macs: table.cost.macs[i][j], params: table.cost.params[i][j],
         latency: table.cost.latency_ms ? table.cost.latency_ms[i][j] : null,
         chosen: table.path[i] === table.candidates[j],
+        stderr: table.stderr ? table.stderr[i][j] : null,
       };
       accMin = Math.min(accMin, acc);
       accMax = Math.max(accMax, acc);
@@ -358,7 +359,7 @@
               label: (item) => {
                 const r = item.raw;
                 const lines = [
-                  "accuracy " + ponas.pct(r.acc, 2) + (r.loss > 0 ? "  (−" + (100 * r.loss).toFixed(2) + " pts vs best)" : "  (best of layer)"),
+                  "accuracy " + ponas.pct(r.acc, 2) + (r.stderr !== null ? " ± " + (100 * r.stderr).toFixed(2) : "") + (r.loss > 0 ? "  (−" + (100 * r.loss).toFixed(2) + " pts vs best)" : "  (best of layer)"),
                   ponas.formatCost("macs", r.macs) + " · " + ponas.formatCost("params", r.params),
                 ];
                 if (r.latency !== null) lines.push(ponas.formatCost("latency_ms", r.latency));

@@ -28,7 +28,42 @@
     description.textContent = info ? info.description : "";
   }
 
-  preset.addEventListener("change", () => { fill(preset.value); describe(); });
-  document.getElementById("reset-defaults").addEventListener("click", () => fill(preset.value));
+  // ---- the estimate (POST /api/runs/plan/: computes, creates nothing) -------------------------
+  const estimate = document.getElementById("plan-estimate");
+  const speed = document.getElementById("plan-images-per-s");
+  let pending = null;
+
+  function settings() {
+    const info = presets[preset.value];
+    const config = {};
+    if (!info) return config;
+    for (const [key, value] of Object.entries(info.defaults)) {
+      const field = form.elements[key];
+      if (!field || field.value === "") continue;
+      const raw = field.type === "checkbox" ? field.checked : field.value;
+      const typed = typeof value === "number" && raw !== "" ? Number(raw) : raw;
+      if (typed !== value) config[key] = typed;
+    }
+    return config;
+  }
+
+  async function plan() {
+    if (!estimate) return;
+    const body = { preset: preset.value, config: settings() };
+    if (speed && Number(speed.value) > 0) body.images_per_s = Number(speed.value);
+    const answer = await ponas.api("/api/runs/plan/", { method: "POST", body });
+    estimate.textContent = answer.ok ? answer.data.text : "no estimate: " + ponas.errorText(answer.data, answer.status);
+  }
+
+  function replan() {
+    clearTimeout(pending);
+    pending = setTimeout(plan, 300);
+  }
+
+  preset.addEventListener("change", () => { fill(preset.value); describe(); replan(); });
+  document.getElementById("reset-defaults").addEventListener("click", () => { fill(preset.value); replan(); });
+  form.addEventListener("input", replan);
+  if (speed) speed.addEventListener("input", replan);
   describe();
+  plan();
 })();

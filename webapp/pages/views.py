@@ -189,6 +189,8 @@ def run_detail(request, pk: int):
             "stage2": stage2,
             "stage2_scored": sum(r["scored"] for r in stage2),
             "stage2_total": sum(r["total"] for r in stage2),
+            # how many validation images scored each entry (recorded in the table's meta)
+            "validation": (run.table_meta or {}).get("validation"),
             "deployments": deployments,
             "formats": FORMATS,
             "profile_queues": [

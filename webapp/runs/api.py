@@ -152,6 +152,18 @@ class RunViewSet(
         return Response(table.to_dict())
 
     @extend_schema(
+        request=s.PlanSerializer, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT}
+    )
+    @action(detail=False, methods=["post"])
+    def plan(self, request):
+        """What a search with these settings would cost, before it runs (creates nothing):
+        per stage the steps, images decoded, peak host and device memory; GPU-hours given
+        ``images_per_s``."""
+        query = s.PlanSerializer(data=request.data, context=self.get_serializer_context())
+        query.is_valid(raise_exception=True)
+        return Response(query.plan())
+
+    @extend_schema(
         parameters=[s.BudgetQuerySerializer],
         responses={200: s.SelectionSerializer, 400: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR},
     )

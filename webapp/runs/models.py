@@ -147,6 +147,9 @@ class TableEntry(models.Model):
     layer = models.PositiveIntegerField()
     candidate = models.CharField(max_length=32)
     accuracy = models.FloatField()
+    stderr = models.FloatField(
+        null=True, blank=True, help_text="standard error of the accuracy over its suffixes"
+    )
     macs = models.BigIntegerField()
     params = models.BigIntegerField()
     latency_ms = models.FloatField(null=True, blank=True)

@@ -419,6 +419,32 @@ class ParetoQuerySerializer(ProfileQuerySerializer):
     )
 
 
+class PlanSerializer(SearchRunSerializer):
+    """A search as ``create`` takes it, plus the measured training speed of the target card:
+    what :func:`ponas.plan.estimate` needs to answer before anything runs."""
+
+    images_per_s = serializers.FloatField(
+        required=False,
+        min_value=1e-3,
+        max_value=1e9,
+        help_text="stage-1 training images/s on the target card (bench/stage1_throughput.py)",
+    )
+
+    class Meta(SearchRunSerializer.Meta):
+        fields = ["name", "preset", "config", "images_per_s"]
+        read_only_fields: list[str] = []
+
+    def plan(self) -> dict[str, Any]:
+        """The estimate of the validated search (``ponas plan``'s figures, as JSON)."""
+        from ponas.plan import estimate
+
+        data = self.validated_data
+        preset = data["preset"]
+        overrides = datasets.search_settings(preset, data.get("config", {}))
+        plan = estimate(preset, overrides, images_per_s=data.get("images_per_s"))
+        return {**plan.to_dict(), "text": plan.text()}
+
+
 class TableQuerySerializer(ProfileQuerySerializer):
     format = serializers.ChoiceField(
         choices=["json", "csv"],

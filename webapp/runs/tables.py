@@ -40,16 +40,18 @@ def table_dict(run: SearchRun) -> dict[str, Any]:
     def empty() -> list[list[Any]]:
         return [[None] * len(candidates) for _ in range(n_layers)]
 
-    accuracy, macs, params, latency = empty(), empty(), empty(), empty()
-    has_latency = False
+    accuracy, macs, params, latency, stderr = empty(), empty(), empty(), empty(), empty()
+    has_latency = has_stderr = False
     rows = TableEntry.objects.filter(run=run).values_list(
-        "layer", "candidate", "accuracy", "macs", "params", "latency_ms"
+        "layer", "candidate", "accuracy", "macs", "params", "latency_ms", "stderr"
     )
-    for layer, cand, acc, m, p, lat in rows:
+    for layer, cand, acc, m, p, lat, err in rows:
         j = column[cand]
         accuracy[layer][j], macs[layer][j], params[layer][j] = acc, m, p
         if lat is not None:
             latency[layer][j], has_latency = lat, True
+        if err is not None:
+            stderr[layer][j], has_stderr = err, True
     cost = {"macs": macs, "params": params, **({"latency_ms": latency} if has_latency else {})}
     return {
         "format": FORMAT,
@@ -58,6 +60,7 @@ def table_dict(run: SearchRun) -> dict[str, Any]:
         "accuracy": accuracy,
         "cost": cost,
         "base_cost": run.base_cost,
+        **({"stderr": stderr} if has_stderr else {}),
         "path": list(run.path),
         "meta": run.table_meta or {},
     }
@@ -102,6 +105,7 @@ def store_table(run: SearchRun, table: AccuracyTable, worker: str = "") -> None:
             layer=i,
             candidate=cand,
             accuracy=acc,
+            stderr=table.stderr[i][j] if table.stderr is not None else None,
             macs=table.cost["macs"][i][j],
             params=table.cost["params"][i][j],
             latency_ms=table.cost["latency_ms"][i][j] if "latency_ms" in table.cost else None,
