@@ -33,8 +33,9 @@ class CrashLoop(Exception):
     """The processes that held this lease died too often: the work is not tried again."""
 
     def __init__(self, deaths: int, what: str) -> None:
+        times = "once" if deaths == 1 else f"{deaths} times"
         super().__init__(
-            f"the worker process died {deaths} times while running {what} (out of memory?); "
+            f"the worker process died {times} while running {what} (out of memory?); "
             "resume to try again from the last checkpoint"
         )
 
@@ -138,3 +139,9 @@ def lost(now: datetime, leases: models.QuerySet) -> set[int]:
     queue holds no lease, so it is never lost for waiting."""
     expired = leases.filter(task_id__gt="", renewed__lt=cutoff(now))
     return {lease.pk for lease in expired if not worker_on_it(lease, now)}
+
+
+def still_expired(pks: set[int], now: datetime) -> models.Exists:
+    """For a conditional UPDATE: one of these leases is still held and expired (a renewal
+    that arrives meanwhile wins)."""
+    return models.Exists(Lease.objects.filter(pk__in=pks, task_id__gt="", renewed__lt=cutoff(now)))
