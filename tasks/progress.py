@@ -93,6 +93,9 @@ class RunRecorder(StopOnShutdown):
 
     def epoch_end(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         self._point(MetricPoint.Kind.EPOCH, epoch, metrics)
+        log.info(
+            "run %s: stage 1 epoch %s of %s trained by %s", self.run_id, epoch, epochs, self.worker
+        )
         now = time.monotonic()
         took, self.epoch_began = now - self.epoch_began, now
         if self.budget is not None and epoch < epochs and now - self.began + took > self.budget:

@@ -101,6 +101,10 @@ def run_search(self, run_id: int, attempt: int) -> None:
     with leased(self, f"run {run_id} stage1", "stage 1", run=run) as holding:
         if holding is None:
             return
+        run.refresh_from_db()
+        if run.status == Status.RUNNING and run.stage != Stage.STAGE1:
+            log.info("run %s: stage 1 is done (a late copy of run_search); nothing to do", run_id)
+            return
         complete = _stage1(self, run, holding)
         if complete:
             _begin_stage2(run)

@@ -56,6 +56,7 @@ def test_a_two_rank_run_records_epochs_and_is_cancelled_within_10_seconds(
     assert response.status_code == 201, response.json()
     url = f"/api/runs/{response.json()['id']}/"
     deadline = time.monotonic() + 120
+
     def epochs(body: dict) -> list[int]:
         return [m["step"] for m in body["metrics"] if m["kind"] == "epoch"]
 
