@@ -93,11 +93,11 @@ def test_two_runs_queued_behind_one_worker_both_succeed_without_being_reaped(
     settings.PONAS_HEARTBEAT_TIMEOUT = 20
     api = token_client(django_user_model)
     config = {**TINY, "epochs": 40}
+    pool = workers(1)  # (a new pool purges the queues: start it first)
     ids = [
         api.post("/api/runs/", {"preset": "digits", "config": config}, format="json").json()["id"]
         for _ in range(2)
     ]
-    pool = workers(1)
     waited = 0.0
     for run_id in ids:
         body = wait_for(api, f"/api/runs/{run_id}/", pool, timeout=600)

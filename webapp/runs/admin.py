@@ -6,9 +6,11 @@ from webapp.runs.models import (
     Artifact,
     Dataset,
     Deployment,
+    Lease,
     MetricPoint,
     SearchRun,
     TableEntry,
+    Worker,
 )
 
 
@@ -68,3 +70,16 @@ class DatasetAdmin(admin.ModelAdmin):
     list_filter = ["kind", "everyone"]
     search_fields = ["name", "root", "description"]
     filter_horizontal = ["users", "groups"]
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ["key", "worker", "task_id", "attempt", "renewed", "deaths"]
+    search_fields = ["key", "worker"]
+    readonly_fields = [f.name for f in Lease._meta.fields]
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ["name", "queues", "device", "current_task", "last_seen"]
+    readonly_fields = [f.name for f in Worker._meta.fields]
