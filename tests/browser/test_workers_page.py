@@ -61,7 +61,7 @@ def test_the_workers_page_and_a_run_waiting_for_a_worker_on_its_queue(
         run = make_run(ada, name="waits", config=CONFIG, queue="gpu")
         page.goto(f"{live_server.url}/runs/{run.pk}/")
         assert urlsplit(page.url).path == f"/runs/{run.pk}/"
-        assert page.locator("h1 .badge").inner_text() == "queued"
+        assert page.locator("h1 .badge").text_content().strip() == "queued"
         notice = page.locator("#run-waiting").inner_text()
         assert "No live worker consumes queue gpu" in notice
         assert "celery -A webapp worker -Q gpu -P solo" in notice
