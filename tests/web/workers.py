@@ -23,7 +23,10 @@ class Workers:
     """Starts ``n`` solo-pool workers named ``w1@test`` ...; ``stop()`` shuts them down."""
 
     def __init__(self, n: int, log_dir: Path, queues: str = "default,gpu") -> None:
-        app.control.purge()  # nothing left over from an earlier test session
+        # nothing left over on `default` from an earlier test (as before both queues were
+        # declared: work a test queued on `gpu` before starting its workers stays)
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge("default")
         env = {
             **os.environ,
             "PONAS_TESTING": "1",
