@@ -175,3 +175,49 @@ def test_with_redis_a_stage_1_longer_than_the_visibility_timeout_has_one_trainer
     served = accuracy_table(run)
     assert served.accuracy == expected.accuracy
     assert served.path == expected.path
+
+
+def test_a_task_whose_process_keeps_dying_fails_the_run_with_the_reason(
+    django_user_model,
+    workers,  # noqa: F811
+    monkeypatch,
+    tmp_path,
+):
+    # a prefork worker: the child running the task is killed (as the out-of-memory killer
+    # would), Celery hands the task out again at once, the next delivery finds the dead
+    # holder's lease and counts the death; the third death ends the run
+    import os
+    import signal
+
+    from tests.web.workers import Workers
+    from webapp.runs.models import Lease
+
+    monkeypatch.setenv("PONAS_MAX_DEATHS", "3")
+    pool = Workers(1, tmp_path, pool="prefork")
+    try:
+        api = token_client(django_user_model)
+        config = {**TINY, "epochs": 500}
+        run_id = api.post("/api/runs/", {"preset": "digits", "config": config}, format="json")
+        run_id = run_id.json()["id"]
+        killed: set[int] = set()
+        deadline = time.monotonic() + 180
+        while len(killed) < 3:
+            lease = Lease.objects.filter(key=f"run {run_id} stage1", task_id__gt="").first()
+            if lease is not None and lease.pid not in killed:
+                os.kill(lease.pid, signal.SIGKILL)
+                killed.add(lease.pid)
+            assert time.monotonic() < deadline, pool.output()
+            pool.check_alive()
+            time.sleep(0.2)
+        url = f"/api/runs/{run_id}/"
+        while (body := api.get(url).json())["status"] == "running":
+            assert time.monotonic() < deadline, pool.output()
+            time.sleep(0.2)
+        assert body["status"] == "failed", f"{body}\n{pool.output()}"
+        assert body["error"] == (
+            "the worker process died 3 times while running stage 1 (out of memory?); "
+            "resume to try again from the last checkpoint"
+        )
+        assert body["auto_resumes"] == 0  # not the watchdog: the deliveries were counted
+    finally:
+        pool.stop()
