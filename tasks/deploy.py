@@ -14,9 +14,9 @@ from django.utils import timezone
 from ponas.deploy import specialize
 from ponas.export import export_all
 from ponas.search import Cancelled
-from tasks.progress import StopOnShutdown, error_message, heartbeat, log
+from tasks.progress import StopOnShutdown, error_message, heartbeat, leased, log
 from webapp.runs.datasets import search_settings
-from webapp.runs.models import Artifact, Deployment, Status
+from webapp.runs.models import ACTIVE, Artifact, Deployment, Status
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -34,17 +34,30 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 
 @shared_task(bind=True, name="tasks.deploy.build_deployment")
 def build_deployment(self, deployment_id: int) -> None:
-    """Build and export one deployment; idempotent (a finished one is left alone)."""
+    """Build and export one deployment; idempotent (a finished one is left alone), and under
+    its lease (a second copy or a redelivery while it builds does nothing)."""
     deployment = Deployment.objects.select_related("run").filter(pk=deployment_id).first()
     if deployment is None or deployment.status not in (Status.QUEUED, Status.RUNNING):
         return
-    Deployment.objects.filter(pk=deployment_id).update(
-        status=Status.RUNNING, started=timezone.now(), worker=self.request.hostname or ""
-    )
+    key = f"deployment {deployment_id}"
+    with leased(self, key, "the build", deployment=deployment) as holding:
+        if holding is not None:
+            _build_held(self, deployment, holding)
+
+
+def _build_held(task, deployment: Deployment, holding) -> None:
+    deployment_id = deployment.pk
+    if not Deployment.objects.filter(pk=deployment_id, status__in=ACTIVE).update(
+        status=Status.RUNNING, started=timezone.now(), worker=task.request.hostname or ""
+    ):
+        return  # finished or failed meanwhile (e.g. a crash loop)
     try:
-        with heartbeat(Deployment.objects.filter(pk=deployment_id)):
-            files, metrics = _build(deployment)
+        with heartbeat(Deployment.objects.filter(pk=deployment_id), holding):
+            files, metrics = _build(deployment, StopOnShutdown(holding))
     except Cancelled:
+        if holding.lost:
+            log.warning("deployment %s lost its lease to another worker; stopped", deployment_id)
+            return
         raise Reject("worker shutting down", requeue=True) from None
     except Exception as exc:
         log.exception("deployment %s failed", deployment_id)
@@ -66,7 +79,9 @@ def build_deployment(self, deployment_id: int) -> None:
         )
 
 
-def _build(deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any]]:
+def _build(
+    deployment: Deployment, callback: StopOnShutdown
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The network with inherited weights (fine-tuned if asked), evaluated and exported."""
     run = deployment.run
     supernet = run.artifacts.get(kind=Artifact.Kind.SUPERNET)
@@ -76,7 +91,7 @@ def _build(deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any]]:
         # the run's dataset (its kind and folder), input size, batch size, seed ...
         overrides=search_settings(run.preset, run.config),
         finetune_epochs=deployment.finetune_epochs,
-        callback=StopOnShutdown(),
+        callback=callback,
     )
     files = export_all(
         model,

@@ -18,7 +18,16 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ponas.search import Cancelled, SearchCallback
-from webapp.runs.models import ACTIVE, STAGE1_SHARE, MetricPoint, SearchRun, Stage, Status
+from webapp.runs.leases import CrashLoop, Holding, take
+from webapp.runs.models import (
+    ACTIVE,
+    STAGE1_SHARE,
+    Deployment,
+    MetricPoint,
+    SearchRun,
+    Stage,
+    Status,
+)
 
 log = logging.getLogger("tasks")
 T = TypeVar("T")
@@ -39,22 +48,39 @@ def _stop_at_next_step(**_: Any) -> None:
 
 
 class StopOnShutdown(SearchCallback):
-    """Stops the work at its next step when the worker shuts down (it goes back to the queue)."""
+    """Stops the work at its next step when the worker shuts down (it goes back to the queue)
+    or when its lease was taken over (another process does the work now)."""
+
+    def __init__(self, holding: Holding | None = None) -> None:
+        self.holding = holding
 
     def should_stop(self) -> bool:
-        return _shutting_down
+        return _shutting_down or (self.holding is not None and self.holding.lost)
 
 
-class RunRecorder(SearchCallback):
+class RunRecorder(StopOnShutdown):
     """Records a search task's progress in its run: heartbeat, progress, metric points; and
     reads the run's cancel flag. Database work is throttled to one poll per
-    ``PONAS_POLL_SECONDS``."""
+    ``PONAS_POLL_SECONDS``.
 
-    def __init__(self, run: SearchRun, worker: str) -> None:
+    With a ``budget`` (seconds), stage 1 pauses after the last whole epoch that fits in it
+    (it asks to stop at the next step, with that epoch's checkpoint written): ``paused`` then
+    tells the task to send the next chunk instead of cancelling."""
+
+    def __init__(
+        self,
+        run: SearchRun,
+        worker: str,
+        holding: Holding | None = None,
+        budget: float | None = None,
+    ) -> None:
+        super().__init__(holding)
         self.run_id, self.attempt, self.worker = run.pk, run.attempt, worker
         self.progress: float | None = None
         self.last_poll = self.last_point = 0.0
-        self.stop = False
+        self.stop = self.paused = False
+        self.budget, self.began = budget, time.monotonic()
+        self.epoch_began = self.began
 
     def step(self, stage: str, step: int, total_steps: int, metrics: dict[str, float]) -> None:
         if stage != Stage.STAGE1:
@@ -67,6 +93,13 @@ class RunRecorder(SearchCallback):
 
     def epoch_end(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         self._point(MetricPoint.Kind.EPOCH, epoch, metrics)
+        log.info(
+            "run %s: stage 1 epoch %s of %s trained by %s", self.run_id, epoch, epochs, self.worker
+        )
+        now = time.monotonic()
+        took, self.epoch_began = now - self.epoch_began, now
+        if self.budget is not None and epoch < epochs and now - self.began + took > self.budget:
+            self.paused = True  # the next epoch would not fit: the next task trains it
 
     def _point(self, kind: str, step: int, values: dict[str, float]) -> None:
         # update_or_create: an epoch replayed after a resume overwrites its point
@@ -80,7 +113,7 @@ class RunRecorder(SearchCallback):
 
     def should_stop(self) -> bool:
         now = time.monotonic()
-        if _shutting_down:
+        if self.paused or super().should_stop():
             return True
         if now - self.last_poll < settings.PONAS_POLL_SECONDS:
             return self.stop
@@ -124,11 +157,44 @@ def mark(run_id: int, attempt: int, status: str, error: str = "") -> bool:
 
 
 @contextmanager
-def heartbeat(work: QuerySet) -> Iterator[None]:
+def leased(
+    task, key: str, what: str, run: SearchRun | None = None, deployment: Deployment | None = None
+) -> Iterator[Holding | None]:
+    """The lease ``key`` (see :mod:`webapp.runs.leases`) for this task while the block runs,
+    released after; None when a live process holds it (this copy must do nothing) or when
+    processes died holding it too often (then the run or build is marked failed here)."""
+    attempt = run.attempt if run is not None else 0
+    worker, task_id = task.request.hostname or "", task.request.id or ""
+    try:
+        holding = take(key, worker, task_id, what, attempt=attempt, run=run, deployment=deployment)
+    except CrashLoop as exc:
+        log.error("%s: %s", key, exc)
+        if run is not None:
+            mark(run.pk, attempt, Status.FAILED, str(exc))
+        else:
+            Deployment.objects.filter(pk=deployment.pk, status__in=ACTIVE).update(
+                status=Status.FAILED, error=str(exc), finished=timezone.now()
+            )
+        holding = None
+    else:
+        if holding is None:
+            log.warning("%s: a live worker holds it; this delivery does nothing", key)
+        else:
+            log.info("%s: lease taken by %s (task %s)", key, worker, holding.task_id)
+    try:
+        yield holding
+    finally:
+        if holding is not None:
+            holding.release()
+
+
+@contextmanager
+def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
     """While the block runs, a thread writes the ``heartbeat`` of ``work`` (a run of this
-    attempt, a deployment; still running) every ``PONAS_HEARTBEAT_SECONDS``: long work without
-    step callbacks (evaluation, BN recalibration, checkpoint writes, exports) never looks like
-    a vanished worker to the watchdog."""
+    attempt, a deployment; still running) and renews ``holding`` every
+    ``PONAS_HEARTBEAT_SECONDS``: long work without step callbacks (evaluation, BN
+    recalibration, checkpoint writes, exports) never looks like a vanished worker to the
+    watchdog. A renewal that finds the lease taken marks it ``lost`` (the work then stops)."""
     work = work.filter(status=Status.RUNNING)
     work.update(heartbeat=timezone.now())
     stop = threading.Event()
@@ -138,6 +204,8 @@ def heartbeat(work: QuerySet) -> Iterator[None]:
             while not stop.wait(settings.PONAS_HEARTBEAT_SECONDS):
                 try:
                     work.update(heartbeat=timezone.now())
+                    if holding is not None and not holding.renew():
+                        holding.lost = True
                 except Exception:  # a database hiccup must not kill the work
                     log.exception("%s: heartbeat not written", work.model._meta.verbose_name)
         finally:
@@ -152,19 +220,25 @@ def heartbeat(work: QuerySet) -> Iterator[None]:
         thread.join(timeout=30)
 
 
-def guarded(run: SearchRun, what: str, fn: Callable[[], T]) -> tuple[bool, T | None]:
+def guarded(
+    run: SearchRun, what: str, fn: Callable[[], T], holding: Holding | None = None
+) -> tuple[bool, T | None]:
     """``fn()`` with a run's failure handling; ``(True, result)`` if it completed.
 
     Cancelled -> the run is cancelled (or, when the worker is shutting down, the task goes
-    back to the queue); any other error -> the run failed, with a readable message in
-    ``error`` and the traceback in the worker's log.
+    back to the queue; when its lease ``holding`` was taken over, it just stops); any other
+    error -> the run failed, with a readable message in ``error`` and the traceback in the
+    worker's log.
     """
     try:
-        with heartbeat(SearchRun.objects.filter(pk=run.pk, attempt=run.attempt)):
+        with heartbeat(SearchRun.objects.filter(pk=run.pk, attempt=run.attempt), holding):
             return True, fn()
     except Cancelled:
         if _shutting_down:
             raise Reject("worker shutting down", requeue=True) from None
+        if holding is not None and holding.lost:
+            log.warning("run %s: %s lost its lease to another worker; stopped", run.pk, what)
+            return False, None
         if mark(run.pk, run.attempt, Status.CANCELLED):
             log.info("run %s cancelled during %s", run.pk, what)
         return False, None

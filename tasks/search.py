@@ -12,6 +12,10 @@ Flow (no chords, no result backend; the database coordinates)::
 Every task is idempotent: stage 1 resumes from its checkpoint, a candidate that already has
 its TableEntry is not scored again, a finished layer is not finished twice. Tasks carry the
 run's ``attempt``; a resume bumps it, so tasks of an earlier attempt still queued do nothing.
+Each task holds a lease on its piece of the run (``tasks.progress.leased``) while it works: a
+second copy or a redelivery finds it held and does nothing. Stage 1 is a chain of
+``run_search`` tasks of at most ``PONAS_STAGE1_TASK_SECONDS`` each (whole epochs, each task
+continuing from the checkpoint), so no task outlives the broker's visibility timeout.
 The search's files live in the artifact store (``MEDIA_ROOT/runs/<id>/``), which every
 worker shares.
 """
@@ -19,10 +23,12 @@ worker shares.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import torch
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -31,7 +37,7 @@ from django.utils import timezone
 from ponas import search as ponas_search
 from ponas.files import CHECKPOINT_DIR, SUPERNET_FILE, TABLE_FILE
 from ponas.space import SearchSpace
-from tasks.progress import RunRecorder, begin_stage2, guarded, log
+from tasks.progress import RunRecorder, begin_stage2, guarded, leased, log
 from webapp.runs.datasets import public_meta, search_settings
 from webapp.runs.models import (
     ACTIVE,
@@ -87,33 +93,62 @@ def _space(run: SearchRun) -> SearchSpace:
 
 @shared_task(bind=True, name="tasks.search.run_search")
 def run_search(self, run_id: int, attempt: int) -> None:
-    """Start or resume a search: stage 1 (from its checkpoint), then stage 2 where it was."""
+    """Start or resume a search: a chunk of stage 1 (from its checkpoint; the next chunk is
+    sent when time is up), then stage 2 where it was."""
     run = _live_run(run_id, attempt)
     if run is None:
         return
+    with leased(self, f"run {run_id} stage1", "stage 1", run=run) as holding:
+        if holding is None:
+            return
+        run.refresh_from_db()
+        if run.status == Status.RUNNING and run.stage != Stage.STAGE1:
+            log.info("run %s: stage 1 is done (a late copy of run_search); nothing to do", run_id)
+            return
+        complete = _stage1(self, run, holding)
+        if complete:
+            _begin_stage2(run)
+    if complete is False:  # time is up: the next task (once the lease is free) continues
+        run_search.apply_async((run_id, attempt), queue=run.queue)
+
+
+def _stage1(task, run: SearchRun, holding) -> bool | None:
+    """Train stage 1 for at most ``PONAS_STAGE1_TASK_SECONDS``: True once it is complete,
+    False when time is up before, None when the run stopped (cancelled, failed, taken)."""
     # only over a run still active and not cancelled: a cancel a moment ago wins
     started = SearchRun.objects.filter(
-        pk=run_id, attempt=attempt, status__in=ACTIVE, cancel_requested=False
+        pk=run.pk, attempt=run.attempt, status__in=ACTIVE, cancel_requested=False
     ).update(
         status=Status.RUNNING,
         stage=Stage.STAGE1,
         started=Coalesce(F("started"), timezone.now()),
         heartbeat=timezone.now(),
-        worker=self.request.hostname or "",
+        worker=task.request.hostname or "",
     )
     if not started:
-        _live_run(run_id, attempt)  # carries out the cancel, if that is what happened
-        return
-    recorder = RunRecorder(run, self.request.hostname or "")
+        _live_run(run.pk, run.attempt)  # carries out the cancel, if that is what happened
+        return None
+    budget = settings.PONAS_STAGE1_TASK_SECONDS
+    recorder = RunRecorder(run, task.request.hostname or "", holding, budget)
 
-    def stage1() -> None:
+    def stage1() -> bool:
         overrides = search_settings(run.preset, run.config)
         check_gpus(overrides.get("ngpu", 1), overrides.get("device", "auto"))
-        ponas_search.run_stage1(run.preset, overrides, run.out_dir, recorder, resume=True)
+        try:
+            ponas_search.run_stage1(run.preset, overrides, run.out_dir, recorder, resume=True)
+        except ponas_search.Cancelled:
+            if recorder.paused and not recorder.stop:
+                log.info("run %s: stage 1 paused after %.0f s; next chunk queued", run.pk, budget)
+                return False
+            raise
+        return True
 
-    ok, _ = guarded(run, "stage 1", stage1)
-    if not ok:
-        return
+    ok, complete = guarded(run, "stage 1", stage1, holding)
+    return complete if ok else None
+
+
+def _begin_stage2(run: SearchRun) -> None:
+    """Stage 1 is complete: record the space as searched and send stage 2 where it was."""
     ok, stage1 = guarded(
         run, "stage 1", lambda: ponas_search.load_checkpoint(_checkpoint(run, "stage1.pt"))
     )
@@ -127,7 +162,7 @@ def run_search(self, run_id: int, attempt: int) -> None:
     Artifact.record(_checkpoint(run, "stage1.pt"), Artifact.Kind.CHECKPOINT, run=run)
     stage2 = _checkpoint(run, "stage2.pt")
     path = ponas_search.load_checkpoint(stage2)["path"] if stage2.exists() else []
-    SearchRun.objects.filter(pk=run_id).update(
+    SearchRun.objects.filter(pk=run.pk).update(
         current_layer=len(path), closed_layers=len(path), path=path
     )
     _start_layer(run, len(path))
@@ -165,9 +200,17 @@ def evaluate_candidate(self, run_id: int, attempt: int, layer: int, candidate: s
     run = _live_run(run_id, attempt)
     if run is None or run.closed_layers > layer:
         return
-    worker = self.request.hostname or ""
+    what = f"layer {layer}, candidate {candidate}"
+    with leased(self, f"run {run_id} layer {layer} {candidate}", what, run=run) as holding:
+        if holding is not None:
+            _score(run, layer, candidate, self.request.hostname or "", holding)
+
+
+def _score(run: SearchRun, layer: int, candidate: str, worker: str, holding) -> None:
+    began = time.perf_counter()
     if not TableEntry.objects.filter(run=run, layer=layer, candidate=candidate).exists():
         source = _checkpoint(run, "stage1.pt" if layer == 0 else "stage2.pt")
+        timings: dict[str, float] = {}
         ok, accuracy = guarded(
             run,
             f"layer {layer}, candidate {candidate}",
@@ -176,9 +219,13 @@ def evaluate_candidate(self, run_id: int, attempt: int, layer: int, candidate: s
                 layer,
                 candidate,
                 out=run.out_dir,
-                callback=RunRecorder(run, worker),
+                callback=RunRecorder(run, worker, holding),
                 weights_out=_weights(run, layer, candidate),
+                # the next candidate of this layer on this worker reuses what was loaded
+                keep=(run.pk, run.attempt, layer),
+                timings=timings,
             ),
+            holding,
         )
         if not ok:
             return
@@ -200,8 +247,17 @@ def evaluate_candidate(self, run_id: int, attempt: int, layer: int, candidate: s
         space = _space(run)
         total = sum(len(space.allowed_candidates(i)) for i in range(space.num_layers))
         scored = TableEntry.objects.filter(run=run).count()
-        SearchRun.objects.filter(pk=run_id, attempt=attempt, status=Status.RUNNING).update(
+        SearchRun.objects.filter(pk=run.pk, attempt=run.attempt, status=Status.RUNNING).update(
             progress=STAGE1_SHARE + (1 - STAGE1_SHARE) * scored / total
+        )
+        log.info(
+            "run %s layer %s %s: task %.3f s, compute %.3f s (reused: %s)",
+            run.pk,
+            layer,
+            candidate,
+            time.perf_counter() - began,
+            timings.get("compute", 0.0),
+            timings.get("reused", False),
         )
     _claim_layer(run, layer)
 
@@ -212,6 +268,13 @@ def finish_layer(self, run_id: int, attempt: int, layer: int) -> None:
     run = _live_run(run_id, attempt)
     if run is None:
         return
+    what = f"finishing layer {layer}"
+    with leased(self, f"run {run_id} finish {layer}", what, run=run) as holding:
+        if holding is not None:
+            _finish(run, layer, holding)
+
+
+def _finish(run: SearchRun, layer: int, holding) -> None:
     space = _space(run)
     stage2 = _checkpoint(run, "stage2.pt")
 
@@ -223,10 +286,10 @@ def finish_layer(self, run_id: int, attempt: int, layer: int) -> None:
             done = ponas_search.load_checkpoint(stage2)["path"]
         return done
 
-    ok, path = guarded(run, f"finishing layer {layer}", close)
+    ok, path = guarded(run, f"finishing layer {layer}", close, holding)
     if not ok:
         return
-    SearchRun.objects.filter(pk=run_id).update(current_layer=layer + 1, path=path)
+    SearchRun.objects.filter(pk=run.pk).update(current_layer=layer + 1, path=path)
     Artifact.record(stage2, Artifact.Kind.CHECKPOINT, run=run)
     # the winner's weights are in the checkpoint now; the candidates' copies are not needed
     shutil.rmtree(run.out_dir / "candidates" / f"layer{layer}", ignore_errors=True)

@@ -3,7 +3,8 @@
 ``run_search``, and it continues from its checkpoint). Two lookers:
 
 - every worker, once when it is ready (so a worker started after a crash picks the lost run
-  up at once) and then every ``PONAS_WATCHDOG_SECONDS``, in a thread;
+  up at once) and then every ``PONAS_WATCHDOG_SECONDS``, in a thread (which also records the
+  worker in the registry, ``tasks.registry``: its own heartbeat);
 - the periodic task :func:`reap_stuck_work`, which Celery beat (``CELERY_BEAT_SCHEDULE``,
   started by ``make run``) sends to ``default`` as often: one schedule for the whole service,
   whichever workers run. (The web server never looks: reads change nothing.)
@@ -19,6 +20,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from django.conf import settings
 from django.db import connection
 
+from tasks import registry
 from tasks.progress import log
 from webapp.runs.watchdog import reap_all
 
@@ -43,6 +45,7 @@ def reap_stuck_work() -> None:
 def _watch() -> None:
     while True:
         try:
+            registry.record()  # the worker's own heartbeat (the workers page, lost leases)
             look()
         except Exception:  # the database may be away for a while; look again later
             log.exception("watchdog: could not look for stuck runs")
@@ -54,6 +57,7 @@ def _watch() -> None:
 
 @worker_ready.connect
 def start_watchdog(**_: Any) -> None:
+    # (connected after registry's: the worker has recorded itself before the first look)
     threading.Thread(target=_watch, name="ponas-watchdog", daemon=True).start()
 
 

@@ -1,4 +1,5 @@
-"""The Celery app. Workers: `celery -A webapp worker -Q default,gpu` (see docs/service.md).
+"""The Celery app. Workers: `celery -A webapp worker` takes both queues (``default``, ``gpu``);
+`-Q gpu` only the heavy work (see docs/service.md).
 
 Configuration comes from Django settings (``CELERY_*``); tasks live in the ``tasks`` package.
 """
@@ -10,7 +11,10 @@ from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-app = Celery("webapp", include=["tasks.search", "tasks.deploy", "tasks.profile", "tasks.watchdog"])
+app = Celery(
+    "webapp",
+    include=["tasks.registry", "tasks.search", "tasks.deploy", "tasks.profile", "tasks.watchdog"],
+)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 

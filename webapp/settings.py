@@ -25,6 +25,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue as KombuQueue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PONAS_VAR_DIR") or BASE_DIR / "var")
@@ -255,12 +256,13 @@ SPECTACULAR_SETTINGS = {
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 BROKER_DIR = TEST_DIR / "broker" if TESTING else VAR_DIR / "broker"
+VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 12 * 3600))
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # A task is re-delivered when its worker has not acknowledged it in this time (a worker
         # acknowledges when the task ends): longer than the longest task.
-        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 12 * 3600)),
+        "visibility_timeout": VISIBILITY_TIMEOUT,
         **({"global_keyprefix": f"ponas-test-{TEST_ID}:"} if TESTING else {}),
     }
 else:
@@ -317,6 +319,23 @@ CELERY_BEAT_SCHEDULE = {
     }
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str((TEST_DIR if TESTING else VAR_DIR) / "celerybeat-schedule")
+
+# ---- the service at fleet scale (docs/service.md "Leases") ------------------------------------
+
+# A plain `celery -A webapp worker` consumes both queues (one machine needs nothing else);
+# `-Q gpu` or `-Q default` picks one.
+CELERY_TASK_QUEUES = (KombuQueue("default"), KombuQueue("gpu"))
+# No task may outlive the visibility timeout (Redis would hand it out again): stage 1 runs as
+# a chain of tasks of at most PONAS_STAGE1_TASK_SECONDS each (whole epochs; the next continues
+# from the checkpoint), and every task has hard limits below the timeout.
+PONAS_STAGE1_TASK_SECONDS = float(
+    os.environ.get("PONAS_STAGE1_TASK_SECONDS", min(3600.0, VISIBILITY_TIMEOUT / 4))
+)
+CELERY_TASK_SOFT_TIME_LIMIT = int(VISIBILITY_TIMEOUT * 0.8)
+CELERY_TASK_TIME_LIMIT = int(VISIBILITY_TIMEOUT * 0.9)
+# A piece of work whose worker process died this many times in one attempt (killed, out of
+# memory) fails the run with the reason instead of being delivered again forever.
+PONAS_MAX_DEATHS = int(os.environ.get("PONAS_MAX_DEATHS", 3))
 
 LOGGING = {
     "version": 1,

@@ -3,7 +3,9 @@ checkpoint, then close the layer from every candidate's saved result."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +16,65 @@ from ponas.files import atomic_write, load_file
 from ponas.search.callbacks import SearchCallback
 from ponas.search.checkpoint import load_checkpoint, save_checkpoint, stage2_state
 from ponas.search.config import SearchConfig
-from ponas.search.context import make_context
-from ponas.search.stage2 import PrefixFeatures, choose_best, finetune_and_score, plan_layer
+from ponas.search.context import Context, make_context
+from ponas.search.stage2 import (
+    LayerPlan,
+    PrefixFeatures,
+    _copy,
+    _tensors,
+    choose_best,
+    finetune_and_score,
+    plan_layer,
+)
 from ponas.space import SearchSpace
 from ponas.supernet import Supernet
+
+
+@dataclass
+class _LoadedLayer:
+    """What scoring a layer's candidates needs, loaded once: the checkpoint's supernet on
+    the device, the data, the layer's plan and prefix features, and the weights every
+    candidate starts from (as :func:`ponas.search.stage2.search_layer` keeps them)."""
+
+    key: Hashable
+    ctx: Context
+    supernet: Supernet
+    plan: LayerPlan
+    features: PrefixFeatures
+    touched: list[torch.Tensor]
+    start: list[torch.Tensor]
+
+
+# One layer kept per process (a worker scores one candidate at a time).
+_kept: _LoadedLayer | None = None
+
+
+def _load_layer(
+    checkpoint: str | Path | dict[str, Any],
+    layer: int,
+    out: str | Path | None,
+    key: Hashable,
+) -> _LoadedLayer:
+    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
+    space = SearchSpace.from_dict(ckpt["space"])
+    ctx = make_context(space, ckpt["config"], out or Path(str(checkpoint)).parent.parent)
+    prefix = ckpt.get("path", [])
+    if len(prefix) != layer:
+        raise ValueError(
+            f"checkpoint holds a prefix of {len(prefix)} layers; it can score layer {len(prefix)},"
+            f" not {layer}"
+        )
+    supernet = ctx.prepare(Supernet(space))
+    supernet.load_state_dict(ckpt["model"])
+    plan = plan_layer(ctx, supernet, layer, prefix)
+    # A kept layer serves several candidates, so caching pays (within feature_cache_mb, as in
+    # search_layer); one candidate alone reads each batch once, where caching would not.
+    features = PrefixFeatures(
+        ctx, supernet, plan, cache_mb=ctx.cfg.feature_cache_mb if key is not None else 0
+    )
+    touched = _tensors([*supernet.layers[layer:], supernet.head])
+    start = [t.detach().clone() for t in touched] if key is not None else []
+    return _LoadedLayer(key, ctx, supernet, plan, features, touched, start)
 
 
 def evaluate_candidate(
@@ -27,6 +84,8 @@ def evaluate_candidate(
     out: str | Path | None = None,
     callback: SearchCallback | None = None,
     weights_out: str | Path | None = None,
+    keep: Hashable | None = None,
+    timings: dict[str, Any] | None = None,
 ) -> float:
     """Score one (layer, candidate) pair on its own, from a stage checkpoint.
 
@@ -35,26 +94,40 @@ def evaluate_candidate(
     stage-2 checkpoint. The draws are the same as in :func:`run_search`, so the entry equals
     the sequential one. ``weights_out`` saves the fine-tuned weights of the touched modules so
     that the layer's winner can be carried on (:func:`finish_layer`).
+
+    ``keep``: a key (e.g. the run, its attempt and the layer) under which this process keeps
+    what it loaded (checkpoint, data, the layer's prefix features) for the next candidate with
+    the same key and checkpoint file: per-candidate overhead shrinks to restoring the weights
+    the candidates start from. ``timings`` receives ``compute`` (seconds of fine-tuning and
+    scoring) and ``reused`` (whether the kept layer served).
     """
-    ckpt = load_checkpoint(checkpoint) if not isinstance(checkpoint, dict) else checkpoint
-    space = SearchSpace.from_dict(ckpt["space"])
-    ctx = make_context(space, ckpt["config"], out or Path(str(checkpoint)).parent.parent, callback)
-    prefix = ckpt.get("path", [])
-    if len(prefix) != layer:
+    global _kept
+    if isinstance(checkpoint, dict):
+        key = None
+    else:
+        stat = Path(checkpoint).stat()  # a rewritten checkpoint is a different layer
+        key = None if keep is None else (keep, str(checkpoint), stat.st_mtime_ns, stat.st_size)
+    reused = key is not None and _kept is not None and _kept.key == key
+    if not reused:
+        _kept = None  # free the previous layer first
+        loaded = _load_layer(checkpoint, layer, out, key)
+        if key is not None:
+            _kept = loaded
+    else:
+        loaded = _kept
+        _copy(loaded.touched, loaded.start)  # every candidate starts from the same weights
+    ctx, supernet = loaded.ctx, loaded.supernet
+    if loaded.plan.layer != layer:
+        raise ValueError(f"the kept checkpoint scores layer {loaded.plan.layer}, not {layer}")
+    if not ctx.space.allowed(layer, candidate):
         raise ValueError(
-            f"checkpoint holds a prefix of {len(prefix)} layers; it can score layer {len(prefix)},"
-            f" not {layer}"
+            f"{candidate!r} is not allowed at layer {layer} of the {ctx.space.name!r} space"
         )
-    if not space.allowed(layer, candidate):
-        raise ValueError(
-            f"{candidate!r} is not allowed at layer {layer} of the {space.name!r} space"
-        )
-    supernet = ctx.prepare(Supernet(space))
-    supernet.load_state_dict(ckpt["model"])
-    plan = plan_layer(ctx, supernet, layer, prefix)
-    # One candidate reads each batch once: caching its features would not pay.
-    features = PrefixFeatures(ctx, supernet, plan, cache_mb=0)
-    acc, stderr = finetune_and_score(ctx, supernet, plan, candidate, features)
+    ctx.callback = callback or SearchCallback()
+    began = time.perf_counter()
+    acc, stderr = finetune_and_score(ctx, supernet, loaded.plan, candidate, loaded.features)
+    if timings is not None:
+        timings.update(compute=time.perf_counter() - began, reused=reused)
     if weights_out is not None:
         touched = [*supernet.layers[layer:], supernet.head]
         state = {
@@ -62,7 +135,7 @@ def evaluate_candidate(
             "candidate": candidate,
             "accuracy": acc,
             "stderr": stderr,
-            "validation": plan.validation,
+            "validation": loaded.plan.validation,
             "modules": [
                 {k: v.detach().clone() for k, v in m.state_dict().items()} for m in touched
             ],

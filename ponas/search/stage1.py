@@ -1,5 +1,10 @@
 """Stage 1, meta-training: the supernet trained with single-path uniform sampling (one
-candidate per layer per step), checkpointed every epoch; on several processes through DDP."""
+candidate per layer per step), checkpointed every epoch; on several processes through DDP.
+
+With DDP, rank 0 runs in the calling process with the caller's callback (metrics, progress,
+heartbeats go where they go for one process) and the other ranks in spawned processes; at
+every step rank 0 asks the callback whether to stop and broadcasts the answer, so a cancel or
+a worker shutdown stops every rank at the same step."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import torch
 from torch import nn
 
 from ponas.files import atomic_write_text
-from ponas.search.callbacks import SearchCallback, reporting_failures
+from ponas.search.callbacks import Cancelled, SearchCallback, reporting_failures
 from ponas.search.checkpoint import latest_checkpoint, load_checkpoint, rng_state
 from ponas.search.context import Context, make_context
 from ponas.space import SearchSpace
@@ -78,7 +83,10 @@ def _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world)
     for i, (x, y) in enumerate(ctx.batches("train", epoch, rank=rank, world=world)):
         if i >= steps_per_epoch:
             break
-        ctx.check_stop()
+        if world > 1:
+            _check_stop_all(ctx, rank)
+        else:
+            ctx.check_stop()
         step = epoch * steps_per_epoch + i
         set_lr(optimizer, lr_at(cfg.lr, step, total, cfg.warmup_epochs * steps_per_epoch))
         choices = supernet.sample(paths)
@@ -100,8 +108,27 @@ def _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world)
     }
 
 
+def _check_stop_all(ctx: Context, rank: int) -> None:
+    """Rank 0 asks its callback whether to stop and tells every rank (one broadcast per
+    step): all ranks raise :class:`Cancelled` at the same step, none waits for the others."""
+    import torch.distributed as dist
+
+    stop = torch.zeros(1, dtype=torch.int32, device=ctx.device)
+    if rank == 0 and ctx.callback.should_stop():
+        stop += 1
+    dist.broadcast(stop, src=0)
+    if stop.item():
+        raise Cancelled("search cancelled; resume continues from the last checkpoint")
+
+
 def _ddp_worker(
-    rank: int, world: int, port: int, space_dict: dict, overrides: dict, out: str
+    rank: int,
+    world: int,
+    port: int,
+    space_dict: dict,
+    overrides: dict,
+    out: str,
+    callback: SearchCallback | None = None,
 ) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -111,11 +138,12 @@ def _ddp_worker(
     dist.init_process_group(
         backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
+    threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(max(1, torch.get_num_threads() // world))
+        torch.set_num_threads(max(1, threads // world))
         if use_cuda:
             torch.cuda.set_device(rank)
-        ctx = make_context(SearchSpace.from_dict(space_dict), overrides, out)
+        ctx = make_context(SearchSpace.from_dict(space_dict), overrides, out, callback)
         if use_cuda:
             ctx.device = torch.device("cuda", rank)
         torch.manual_seed(derive_seed(ctx.cfg.seed, "init"))
@@ -129,7 +157,16 @@ def _ddp_worker(
         stage1(ctx, supernet, resume, rank=rank, world=world, ddp_model=ddp)
         _check_ranks_agree(ctx, supernet, rank, world, use_cuda)
     finally:
+        torch.set_num_threads(threads)  # (rank 0 runs in the caller's process)
         dist.destroy_process_group()
+
+
+def _ddp_rank(*args: Any) -> None:
+    """A spawned rank (1 .. world-1): a stop broadcast by rank 0 ends it quietly."""
+    try:
+        _ddp_worker(*args)
+    except Cancelled:
+        pass
 
 
 def _check_ranks_agree(ctx: Context, supernet: Supernet, rank: int, world: int, cuda: bool):
@@ -160,7 +197,8 @@ class _PathModule(nn.Module):
 
 
 def run_stage1_ddp(ctx: Context, overrides: dict[str, Any], world: int) -> None:
-    """Stage 1 on ``world`` processes (one per GPU, or gloo ranks on the CPU)."""
+    """Stage 1 on ``world`` processes (one per GPU, or gloo ranks on the CPU): rank 0 here,
+    with ``ctx.callback``; the others spawned."""
     import socket
 
     import torch.multiprocessing as mp
@@ -168,12 +206,22 @@ def run_stage1_ddp(ctx: Context, overrides: dict[str, Any], world: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(
-        _ddp_worker,
-        args=(world, port, ctx.space.to_dict(), overrides, str(ctx.out)),
-        nprocs=world,
-        join=True,
-    )
+    args = (world, port, ctx.space.to_dict(), overrides, str(ctx.out))
+    spawn = mp.get_context("spawn")
+    others = [spawn.Process(target=_ddp_rank, args=(rank, *args)) for rank in range(1, world)]
+    for proc in others:
+        proc.start()
+    try:
+        _ddp_worker(0, *args, callback=ctx.callback)
+    finally:
+        for proc in others:
+            proc.join(timeout=60)
+            if proc.is_alive():  # rank 0 failed outside a collective: do not wait forever
+                proc.terminate()
+                proc.join()
+    failed = [rank for rank, proc in enumerate(others, 1) if proc.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"DDP rank(s) {failed} failed (see their output above)")
 
 
 def train_supernet(ctx: Context, overrides: dict[str, Any], resume: bool) -> dict[str, Any]:

@@ -133,12 +133,13 @@
   // ---- live updates -----------------------------------------------------------------------------
 
   async function refreshFromPage() {
-    // The timeline, the buttons and the per-layer stage-2 summary are rendered by the server:
-    // take them from a fresh copy of this page.
+    // Everything that depends on the status (the badge, the timeline, the notices, the
+    // buttons) and the per-layer stage-2 summary are rendered by the server: take them from
+    // a fresh copy of this page.
     const response = await fetch(location.href, { credentials: "same-origin" });
     if (!response.ok) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
-    for (const id of ["timeline", "run-actions", "stage2-readout", "run-stage-text"]) {
+    for (const id of ["run-status", "timeline", "run-notices", "run-actions", "stage2-readout", "run-stage-text"]) {
       const here = document.getElementById(id);
       const there = doc.getElementById(id);
       if (here && there) here.innerHTML = there.innerHTML;
@@ -189,7 +190,11 @@
         location.reload(); // the finished page: heatmap, deploy panel, error
         return false;
       }
+      const waitingText = (r) => (r.waiting ? r.waiting.message : "");
       const changed =
+        before.status !== run.status ||
+        waitingText(before) !== waitingText(run) ||
+        before.auto_resumes !== run.auto_resumes ||
         before.stage !== run.stage ||
         before.cancel_requested !== run.cancel_requested ||
         (run.stage === "stage2" && before.progress !== run.progress); // a candidate was scored

@@ -52,3 +52,35 @@ def make_finished_run(owner, seed: int = 0) -> SearchRun:
     )
     store_table(run, digits_table(seed))
     return run
+
+
+def hold_lease(work, seconds_ago: float, key: str = "stage1", worker: str = "w1@gone") -> None:
+    """A lease on ``work`` (a run, for its current attempt; or a deployment) held by a task
+    of ``worker`` and last renewed ``seconds_ago``: what a worker that vanished leaves."""
+    from datetime import timedelta
+
+    from webapp.runs.models import Deployment, Lease
+
+    renewed = timezone.now() - timedelta(seconds=seconds_ago)
+    is_build = isinstance(work, Deployment)
+    work.refresh_from_db()
+    Lease.objects.update_or_create(
+        key=f"deployment {work.pk}" if is_build else f"run {work.pk} {key}",
+        defaults={
+            "run": None if is_build else work,
+            "deployment": work if is_build else None,
+            "attempt": 0 if is_build else work.attempt,
+            "worker": worker,
+            "host": "gone-host",
+            "pid": 1,
+            "task_id": "task-of-a-gone-worker",
+            "taken": renewed,
+            "renewed": renewed,
+        },
+    )
+
+
+def running_again(work, seconds_ago: float) -> None:
+    """Put re-queued work back to running, lost again (its new lease expired too)."""
+    type(work).objects.filter(pk=work.pk).update(status=Status.RUNNING)
+    hold_lease(work, seconds_ago)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from tasks.progress import RunRecorder, heartbeat
 from tasks.watchdog import reap_stuck_work
-from tests.web.helpers import make_finished_run, make_run
+from tests.web.helpers import hold_lease, make_finished_run, make_run, running_again
 from webapp.runs.models import Deployment, SearchRun, Stage, Status
 from webapp.runs.services import BUILD_DEPLOYMENT, RUN_SEARCH
 from webapp.runs.watchdog import Reaped, reap_stuck_deployments, reap_stuck_runs, stuck_message
@@ -25,10 +25,14 @@ pytestmark = pytest.mark.django_db
 
 
 def running(owner, seconds_ago: float, **fields) -> SearchRun:
+    """A running run whose task holds a lease last renewed ``seconds_ago`` by a worker the
+    registry does not know (gone)."""
     beat = timezone.now() - timedelta(seconds=seconds_ago)
-    return make_run(
+    run = make_run(
         owner, Status.RUNNING, stage=Stage.STAGE1, started=beat, heartbeat=beat, **fields
     )
+    hold_lease(run, seconds_ago)
+    return run
 
 
 def test_a_run_without_heartbeats_is_requeued_as_a_new_attempt(
@@ -50,9 +54,9 @@ def test_a_run_without_heartbeats_is_requeued_as_a_new_attempt(
     assert send.keywords == {"queue": "default"}  # ...to the run's queue
 
     # the second loss is re-queued too; the third one has no automatic resume left
-    SearchRun.objects.filter(pk=stuck.pk).update(status=Status.RUNNING)
+    running_again(stuck, 601)
     assert reap_stuck_runs() == Reaped(requeued=[stuck.pk])
-    SearchRun.objects.filter(pk=stuck.pk).update(status=Status.RUNNING)
+    running_again(stuck, 601)
     assert reap_stuck_runs() == Reaped(failed=[stuck.pk])
     run = SearchRun.objects.get(pk=stuck.pk)
     assert (run.status, run.attempt, run.auto_resumes) == (Status.FAILED, 3, 2)
@@ -133,7 +137,7 @@ def test_management_command_reaps(alice, settings, capsys):
     call_command("reap_stuck_runs")
     assert capsys.readouterr().out.strip() == f"re-queued (no heartbeat for 60 s): runs {run.pk}"
     assert SearchRun.objects.get(pk=run.pk).status == Status.QUEUED
-    SearchRun.objects.filter(pk=run.pk).update(status=Status.RUNNING)
+    running_again(run, 601)
     call_command("reap_stuck_runs")
     assert capsys.readouterr().out.strip() == (
         f"marked failed (no heartbeat for 60 s, no automatic resumes left): runs {run.pk}"
@@ -153,7 +157,7 @@ def test_the_run_page_says_when_a_run_was_reaped(alice, settings):
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert SearchRun.objects.get(pk=run.pk).status == Status.QUEUED
     assert "put back in the queue automatically once" in page
-    SearchRun.objects.filter(pk=run.pk).update(status=Status.RUNNING)
+    running_again(run, 601)
     reap_stuck_work()
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert SearchRun.objects.get(pk=run.pk).status == Status.FAILED
@@ -198,6 +202,7 @@ def test_a_deployment_build_without_heartbeats_is_requeued_then_failed(
     build = Deployment.objects.create(
         run=run, status=Status.RUNNING, started=beat, heartbeat=beat, worker="w1@gone"
     )
+    hold_lease(build, 120)
     with django_capture_on_commit_callbacks() as callbacks:
         assert reap_stuck_deployments() == Reaped(requeued=[build.pk])
     body = api.get(f"/api/deployments/{build.pk}/").json()
@@ -205,7 +210,7 @@ def test_a_deployment_build_without_heartbeats_is_requeued_then_failed(
     (send,) = callbacks  # build_deployment, on the run's queue, once this commits
     assert send.args == (BUILD_DEPLOYMENT, (build.pk,)) and send.keywords == {"queue": run.queue}
 
-    Deployment.objects.filter(pk=build.pk).update(status=Status.RUNNING)
+    running_again(build, 120)
     assert reap_stuck_deployments() == Reaped(failed=[build.pk])
     client = Client()
     client.force_login(alice)
@@ -221,6 +226,7 @@ def test_live_deployment_builds_are_left_alone(alice, settings):
     run = make_finished_run(alice)
     now = timezone.now()
     live = Deployment.objects.create(run=run, status=Status.RUNNING, started=now, heartbeat=now)
+    hold_lease(live, 0)
     queued = Deployment.objects.create(run=run)
     assert reap_stuck_deployments() == Reaped()
     assert Deployment.objects.get(pk=live.pk).status == Status.RUNNING
@@ -237,6 +243,7 @@ def test_reads_change_nothing_even_when_work_is_stuck(api, alice, settings):
     build = Deployment.objects.create(
         run=make_finished_run(alice), status=Status.RUNNING, started=beat, heartbeat=beat
     )
+    hold_lease(build, 120)
     client = Client()
     client.force_login(alice)
     for url in ["/api/runs/", f"/api/runs/{run.pk}/", "/api/deployments/"]:

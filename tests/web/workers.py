@@ -20,10 +20,16 @@ from webapp.celery import app
 
 
 class Workers:
-    """Starts ``n`` solo-pool workers named ``w1@test`` ...; ``stop()`` shuts them down."""
+    """Starts ``n`` workers (solo pool, or ``pool``, one process each) named ``w1@test`` ...;
+    ``stop()`` shuts them down."""
 
-    def __init__(self, n: int, log_dir: Path, queues: str = "default,gpu") -> None:
-        app.control.purge()  # nothing left over from an earlier test session
+    def __init__(
+        self, n: int, log_dir: Path, queues: str = "default,gpu", pool: str = "solo"
+    ) -> None:
+        # nothing left over on `default` from an earlier test (as before both queues were
+        # declared: work a test queued on `gpu` before starting its workers stays)
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge("default")
         env = {
             **os.environ,
             "PONAS_TESTING": "1",
@@ -38,7 +44,7 @@ class Workers:
         self.procs = []
         for name, log in zip(self.names, self.logs, strict=True):
             cmd = [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", queues]
-            cmd += ["-P", "solo", "-n", name, "-l", "info"]
+            cmd += ["-P", pool, "-c", "1", "-n", name, "-l", "info"]
             cmd += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
             with open(log, "wb") as out:
                 self.procs.append(

@@ -14,6 +14,7 @@ urlpatterns = [
     path("runs/<int:pk>/", views.run_detail, name="run"),
     path("deployments/", views.deployments_list, name="deployments"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
+    path("workers/", views.workers_list, name="workers"),
     path("account/tokens/", views.tokens, name="tokens"),
     path(
         "accounts/login/",

@@ -18,7 +18,7 @@ from knox.models import AuthToken
 
 from webapp.pages.forms import SearchForm, preset_info
 from webapp.pages.markdown import render_markdown
-from webapp.runs import services
+from webapp.runs import services, workers
 from webapp.runs.models import (
     FORMATS,
     Artifact,
@@ -177,6 +177,7 @@ def _stage2_rows(run: SearchRun) -> list[dict[str, Any]]:
 @login_required
 def run_detail(request, pk: int):
     run = get_object_or_404(SearchRun, pk=pk, owner=request.user)
+    data = SearchRunDetailSerializer(run).data
     stage2 = _stage2_rows(run)
     deployments = run.deployments.all()[:50]
     return render(
@@ -184,7 +185,8 @@ def run_detail(request, pk: int):
         "pages/run_detail.html",
         {
             "run": run,
-            "run_data": SearchRunDetailSerializer(run).data,
+            "run_data": data,
+            "waiting": data["waiting"],
             "timeline": _timeline(run),
             "stage2": stage2,
             "stage2_scored": sum(r["scored"] for r in stage2),
@@ -213,6 +215,19 @@ def tokens(request):
         return redirect("pages:tokens")
     current = owned.filter(Q(expiry__isnull=True) | Q(expiry__gt=timezone.now()))
     return render(request, "pages/tokens.html", {"tokens": current.order_by("-created")})
+
+
+@login_required
+def workers_list(request):
+    """The live workers (and the queues with none), from the worker registry."""
+    live = list(workers.live_workers())
+    consumed = {q for w in live for q in w.queues or []}
+    idle_queues = [
+        {"name": q, "start_command": workers.start_command(q)}
+        for q in Queue.values
+        if q not in consumed
+    ]
+    return render(request, "pages/workers.html", {"workers": live, "idle_queues": idle_queues})
 
 
 @login_required

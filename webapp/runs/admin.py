@@ -7,9 +7,11 @@ from webapp.runs.models import (
     Dataset,
     Deployment,
     DeviceProfile,
+    Lease,
     MetricPoint,
     SearchRun,
     TableEntry,
+    Worker,
 )
 
 
@@ -76,3 +78,16 @@ class DeviceProfileAdmin(admin.ModelAdmin):
     list_display = ["id", "run", "device", "queue", "status", "worker", "created"]
     list_filter = ["status", "queue"]
     search_fields = ["device", "worker"]
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ["key", "worker", "task_id", "attempt", "renewed", "deaths"]
+    search_fields = ["key", "worker"]
+    readonly_fields = [f.name for f in Lease._meta.fields]
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = ["name", "queues", "device", "current_task", "last_seen"]
+    readonly_fields = [f.name for f in Worker._meta.fields]

@@ -20,7 +20,7 @@ from ponas.solve import Infeasible, pareto_frontier, solve
 from ponas.table import AccuracyTable
 from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
 from webapp.runs import serializers as s
-from webapp.runs import services
+from webapp.runs import services, workers
 from webapp.runs.models import FORMATS, Deployment, DeviceProfile, SearchRun, Status
 from webapp.runs.tables import accuracy_table
 
@@ -333,3 +333,17 @@ class DeploymentViewSet(
             filename=name,
             content_type=CONTENT_TYPE,
         )
+
+
+# ---- workers --------------------------------------------------------------------------------
+
+
+@extend_schema_view(list=extend_schema(responses={200: s.WorkerSerializer(many=True), 404: ERROR}))
+class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Live workers: name, the queues they consume, device, torch version, the task each
+    runs and when it was last seen (from the worker registry, written by the workers)."""
+
+    serializer_class = s.WorkerSerializer
+
+    def get_queryset(self):
+        return workers.live_workers()

@@ -358,3 +358,60 @@ class Dataset(models.Model):
         from webapp.runs.datasets import check_registration
 
         check_registration(self.name, self.root)
+
+
+class Lease(models.Model):
+    """Who works on a piece of a run (stage 1, a candidate, closing a layer) or on a build
+    right now: the worker process and the Celery task. The task's heartbeat renews it; one not
+    renewed for ``PONAS_HEARTBEAT_TIMEOUT`` seconds has expired. A second copy of the task, a redelivery or a stale attempt finds a live
+    lease and does nothing. A released lease (``task_id`` empty) keeps its row: ``deaths``
+    counts the processes that died holding it in this attempt (a crash loop ends the run)."""
+
+    key = models.CharField(max_length=200, unique=True, help_text='e.g. "run 5 stage1"')
+    run = models.ForeignKey(
+        SearchRun, null=True, blank=True, on_delete=models.CASCADE, related_name="leases"
+    )
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.CASCADE, related_name="leases"
+    )
+    attempt = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=255, blank=True, help_text="the worker's name")
+    host = models.CharField(max_length=255, blank=True, help_text="the machine's host name")
+    pid = models.PositiveIntegerField(default=0, help_text="the process that holds it")
+    task_id = models.CharField(max_length=64, blank=True, help_text="empty once released")
+    taken = models.DateTimeField(null=True, blank=True)
+    renewed = models.DateTimeField(null=True, blank=True, help_text="the last heartbeat")
+    deaths = models.PositiveIntegerField(
+        default=0, help_text="processes that died holding it (in this attempt)"
+    )
+
+    class Meta:
+        ordering = ["key"]
+        indexes = [models.Index(fields=["renewed"])]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.worker or 'free'}"
+
+    @property
+    def held(self) -> bool:
+        return bool(self.task_id)
+
+
+class Worker(models.Model):
+    """A Celery worker as it records itself (on start, then with its watchdog's heartbeat):
+    what the workers page and ``GET /api/workers/`` show."""
+
+    name = models.CharField(max_length=255, unique=True, help_text="e.g. gpu1@host")
+    queues = models.JSONField(default=list)
+    device = models.CharField(max_length=200, blank=True, help_text="CPU, or the GPU model")
+    torch_version = models.CharField(max_length=64, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    current_task = models.CharField(max_length=200, blank=True)
+    started = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

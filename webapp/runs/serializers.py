@@ -16,7 +16,7 @@ from ponas.solve import Infeasible, solve
 from ponas.space import SpaceError, preset_names
 from ponas.table import COST_KINDS
 from ponas.units import parse_budget
-from webapp.runs import datasets
+from webapp.runs import datasets, workers
 from webapp.runs.limits import long_text, over_limit
 from webapp.runs.models import (
     FORMATS,
@@ -25,6 +25,7 @@ from webapp.runs.models import (
     MetricPoint,
     SearchRun,
     Status,
+    Worker,
 )
 from webapp.runs.tables import accuracy_table
 
@@ -156,15 +157,39 @@ class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
         return attrs
 
 
+class WaitingSerializer(serializers.Serializer):
+    queue = serializers.CharField()
+    ahead = serializers.IntegerField(
+        allow_null=True, help_text="other tasks in the queue (null: the broker cannot say)"
+    )
+    workers = serializers.IntegerField(help_text="live workers that consume the queue")
+    start_command = serializers.CharField(
+        allow_null=True, help_text="the command that starts one, when none is live"
+    )
+    message = serializers.CharField(help_text='e.g. "waiting in queue gpu behind 3 tasks"')
+
+
 class SearchRunDetailSerializer(SearchRunSerializer):
     metrics = serializers.SerializerMethodField(
         help_text="epoch-end points of the training curves (the latest PONAS_METRICS_LIMIT; "
         "with ?since=TIME only those stored after TIME), and the latest step point"
     )
+    waiting = serializers.SerializerMethodField(
+        help_text="where the run waits while none of its tasks runs (null otherwise)"
+    )
 
     class Meta(SearchRunSerializer.Meta):
-        fields = [*SearchRunSerializer.Meta.fields, "path", "metrics"]
-        read_only_fields = [*SearchRunSerializer.Meta.read_only_fields, "path", "metrics"]
+        fields = [*SearchRunSerializer.Meta.fields, "path", "metrics", "waiting"]
+        read_only_fields = [
+            *SearchRunSerializer.Meta.read_only_fields,
+            "path",
+            "metrics",
+            "waiting",
+        ]
+
+    @extend_schema_field(WaitingSerializer(allow_null=True))
+    def get_waiting(self, run: SearchRun) -> dict[str, Any] | None:
+        return workers.waiting(run)
 
     @extend_schema_field(MetricPointSerializer(many=True))
     def get_metrics(self, run: SearchRun) -> list[dict[str, Any]]:
@@ -460,3 +485,18 @@ class SelectionSerializer(serializers.Serializer):
     score = serializers.FloatField(help_text="sum over layers of A[l][c_l]")
     loss = serializers.FloatField(help_text="sum over layers of max A[l] - A[l][c_l]")
     cost = serializers.DictField(child=serializers.FloatField())
+
+
+class WorkerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Worker
+        fields = [
+            "name",
+            "queues",
+            "device",
+            "torch_version",
+            "current_task",
+            "started",
+            "last_seen",
+        ]
+        read_only_fields = fields

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from webapp.accounts import SIGN_IN_THROTTLES, issue_token, too_many_attempts
 from webapp.api import ERROR
-from webapp.runs.api import DeploymentViewSet, RunViewSet
+from webapp.runs.api import DeploymentViewSet, RunViewSet, WorkerViewSet
 
 
 @extend_schema(
@@ -52,6 +52,7 @@ class TokenView(APIView):
 router = DefaultRouter()
 router.register("runs", RunViewSet, basename="run")
 router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("workers", WorkerViewSet, basename="worker")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),

@@ -1,6 +1,9 @@
-"""The stuck-run watchdog: a ``running`` run whose worker stopped sending heartbeats for
-``PONAS_HEARTBEAT_TIMEOUT`` seconds (the worker was killed, its machine vanished) is put back
-in the queue and any worker continues it from its last checkpoint, up to
+"""The lost-work watchdog. Work that waits in a queue is *waiting*: no task of it runs, it
+holds no lease, and it is never reaped, however long other users' work keeps it waiting. Work
+is *lost* when a task's lease (:mod:`webapp.runs.leases`) was not renewed for
+``PONAS_HEARTBEAT_TIMEOUT`` seconds and the worker registry does not show its worker alive
+and on that task (the worker was killed, its machine vanished). A ``running`` run with lost
+work is put back in the queue and any worker continues it from its last checkpoint, up to
 ``PONAS_AUTO_RESUMES`` times (counted since the run was created or last resumed by hand);
 after that it is marked ``failed`` with the reason, and a manual resume continues it. It is
 never left ``running``. A deployment build whose worker vanished is re-queued the same way
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +30,8 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from webapp.runs.models import Deployment, SearchRun, Status
+from webapp.runs.leases import lost, still_expired
+from webapp.runs.models import Deployment, Lease, SearchRun, Status
 from webapp.runs.services import send_build, send_search
 
 log = logging.getLogger("webapp")
@@ -62,18 +66,6 @@ def stuck_message(
     return f"the worker stopped sending heartbeats at {when}{again}; {next_step}"
 
 
-def _stuck(queryset: models.QuerySet, cutoff: datetime) -> models.QuerySet:
-    return (
-        queryset.filter(status=Status.RUNNING)
-        .alias(last_sign=LAST_SIGN)
-        .filter(last_sign__lt=cutoff)
-    )
-
-
-def _cutoff(now: datetime) -> datetime:
-    return now - timedelta(seconds=settings.PONAS_HEARTBEAT_TIMEOUT)
-
-
 @dataclass(frozen=True)
 class _Kind:
     """How one kind of running work is reaped; each function takes the item's row (a dict of
@@ -81,6 +73,8 @@ class _Kind:
 
     what: str
     model: type[models.Model]
+    leases: Callable[[], models.QuerySet]  # the leases of its running items (current attempt)
+    owner: str  # the lease's field that names the item
     fields: tuple[str, ...]  # what the functions below read besides pk
     current: Callable[[dict], dict[str, Any]]  # filters for just this item (e.g. its attempt)
     requeue: Callable[[dict], dict[str, Any]]  # fields set besides the status when re-queued
@@ -91,6 +85,8 @@ class _Kind:
 RUNS = _Kind(
     "run",
     SearchRun,
+    lambda: Lease.objects.filter(run__status=Status.RUNNING, attempt=F("run__attempt")),
+    "run_id",
     ("attempt", "queue"),
     current=lambda row: {"attempt": row["attempt"]},
     requeue=lambda row: {"attempt": row["attempt"] + 1},
@@ -100,6 +96,8 @@ RUNS = _Kind(
 DEPLOYMENTS = _Kind(
     "deployment",
     Deployment,
+    lambda: Lease.objects.filter(deployment__status=Status.RUNNING),
+    "deployment_id",
     ("run__queue",),
     current=lambda row: {},
     requeue=lambda row: {},
@@ -110,15 +108,21 @@ DEPLOYMENTS = _Kind(
 
 def _reap(kind: _Kind, now: datetime | None) -> Reaped:
     now = now or timezone.now()
-    cutoff = _cutoff(now)
     objects = kind.model.objects
-    found = _stuck(objects, cutoff).annotate(seen=LAST_SIGN)
+    leases: dict[int, set[int]] = {}  # item -> its lost leases
+    for pk, item in (
+        kind.leases().filter(pk__in=lost(now, kind.leases())).values_list("pk", kind.owner)
+    ):
+        leases.setdefault(item, set()).add(pk)
+    found = objects.filter(pk__in=leases, status=Status.RUNNING).annotate(seen=LAST_SIGN)
     reaped = Reaped()
     for row in found.values("pk", "auto_resumes", "seen", *kind.fields):
         pk, auto_resumes, seen = row["pk"], row["auto_resumes"], row["seen"]
-        # just this item while it is still stuck: a heartbeat that arrives meanwhile (or
+        # just this item while its work is still lost: a renewal that arrives meanwhile (or
         # another watchdog) wins
-        current = _stuck(objects.filter(pk=pk, **kind.current(row)), cutoff)
+        current = objects.filter(
+            still_expired(leases[pk], now), pk=pk, status=Status.RUNNING, **kind.current(row)
+        )
         if auto_resumes < settings.PONAS_AUTO_RESUMES:
             with transaction.atomic():
                 if current.update(
