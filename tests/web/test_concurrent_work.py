@@ -15,7 +15,7 @@ from tests.web.test_api_workers import (  # noqa: F401 (workers is a fixture)
     wait_for,
     workers,
 )
-from webapp.runs.models import SearchRun, TableEntry
+from webapp.runs.models import Dataset, SearchRun, TableEntry
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -71,26 +71,31 @@ def test_two_runs_and_three_deployments_at_once_finish_correctly(
 def test_a_dataset_the_workers_cannot_read_fails_the_run_with_a_readable_error(
     django_user_model,
     workers,  # noqa: F811
+    settings,
     tmp_path,
     kind,
 ):
+    settings.PONAS_DATA_ROOTS = [tmp_path]
     folder = tmp_path / "cifar"
     if kind == "not a dataset":
         folder.mkdir()
         (folder / "data_batch_1").write_bytes(b"these are not pickled images")
         (folder / "test_batch").write_bytes(b"nor is this")
+    Dataset.objects.create(name="team-cifar", kind="cifar10", root=str(folder), everyone=True)
     pool = workers(1)
     api = token_client(django_user_model)
-    config = {**TINY, "input_size": 32, "dataset": "cifar10", "dataset_dir": str(folder)}
+    config = {**TINY, "input_size": 32, "dataset": "team-cifar"}
     response = api.post("/api/runs/", {"preset": "cifar10", "config": config}, format="json")
     assert response.status_code == 201, response.json()
     body = wait_for(api, f"/api/runs/{response.json()['id']}/", pool)
     assert body["status"] == "failed"
     error = body["error"]
-    assert error.startswith(f"stage 1 failed: {folder}")
+    # The user reads the dataset's name, never the folder it lives in on the workers.
+    assert error.startswith('stage 1 failed: dataset "team-cifar"'), error
+    assert str(tmp_path) not in error
     if kind == "missing":
         assert error == (
-            f"stage 1 failed: {folder}: no such folder; expected data_batch_1..5 and "
-            "test_batch (python pickle batches)"
+            'stage 1 failed: dataset "team-cifar": no such folder; expected data_batch_1..5 '
+            "and test_batch (python pickle batches)"
         )
     assert "Traceback" not in error and "\n" not in error

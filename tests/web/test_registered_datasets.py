@@ -179,3 +179,14 @@ def test_a_tables_meta_names_the_dataset_not_its_folder(alice, data_root):
         "seed": 0,
         "config": {"dataset": "team-images"},
     }
+
+
+def test_error_texts_leave_words_that_merely_contain_the_worker_host_alone(alice):
+    run = make_run(
+        alice,
+        Status.FAILED,
+        worker="w1@test",
+        error="stage 1 failed: expected data_batch_1..5 and test_batch (on test)",
+    )
+    shown = client_for(alice).get(f"/api/runs/{run.pk}/").json()["error"]
+    assert shown == "stage 1 failed: expected data_batch_1..5 and test_batch (on the worker)"

@@ -126,7 +126,8 @@ def public_text(text: str, run, worker: str = "") -> str:
     for host in {worker, worker.partition("@")[2]} - {""}:
         replacements.append((host, "the worker"))
     for old, new in sorted(replacements, key=lambda r: -len(r[0])):
-        text = text.replace(old, new)
+        # Whole names only: a worker host "test" must not turn "test_batch" into something else.
+        text = re.sub(rf"(?<![\w.-]){re.escape(old)}(?![\w-])", new, text)
     return _PATH.sub("(a server path)", text)
 
 
