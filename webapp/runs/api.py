@@ -182,7 +182,12 @@ class RunViewSet(
         return Response(selection.to_dict())
 
     @extend_schema(
-        methods=["get"], responses={200: s.DeviceProfileSerializer(many=True), 404: ERROR}
+        methods=["get"],
+        responses={
+            200: s.DeviceProfileSerializer(many=True),
+            400: OpenApiTypes.OBJECT,
+            404: ERROR,
+        },
     )
     @extend_schema(
         methods=["post"],
@@ -192,9 +197,15 @@ class RunViewSet(
             400: OpenApiTypes.OBJECT,
             404: ERROR,
             409: ERROR,
+            429: ERROR,
         },
     )
-    @action(detail=True, methods=["get", "post"], serializer_class=s.DeviceProfileSerializer)
+    @action(
+        detail=True,
+        methods=["get", "post"],
+        serializer_class=s.DeviceProfileSerializer,
+        pagination_class=None,  # a run has a handful of profiles: a plain list
+    )
     def profiles(self, request, pk=None):
         """Device latency profiles of the run. POST ``{"queue"}`` sends the timing to a queue:
         the worker that takes it measures every block on its own device (its GPU, else its
