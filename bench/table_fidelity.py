@@ -45,6 +45,7 @@ import yaml
 from scipy.stats import kendalltau
 
 from ponas.deploy import specialize
+from ponas.files import atomic_write_text
 from ponas.search import load_checkpoint, make_context, run_search
 from ponas.solve import solve
 from ponas.space import SearchSpace
@@ -228,9 +229,11 @@ def main() -> None:
                 if key not in cache:
                     log(f"training {','.join(choices)} from scratch ({args.epochs} epochs)")
                     cache[key] = train_from_scratch(space, choices, data0, dataset, args)
-                    if cache_file:
+                    if cache_file:  # merged with what other runs added meanwhile
                         cache_file.parent.mkdir(parents=True, exist_ok=True)
-                        cache_file.write_text(json.dumps(cache, indent=1))
+                        if cache_file.exists():
+                            cache.update({**json.loads(cache_file.read_text()), **cache})
+                        atomic_write_text(cache_file, json.dumps(cache, indent=1))
                 return cache[key]
 
             for b in results["budgets"]:

@@ -101,6 +101,24 @@ def test_reusing_features_gives_the_same_rows_as_recomputing_whole_paths(tiny_se
         assert len({a for a in rows[0][0] if a is not None}) > 1
 
 
+def test_likelihood_scores_rank_a_row_by_its_validation_loss(tiny_search):
+    # score=likelihood: each entry is exp(-mean cross-entropy) averaged over the suffixes, in
+    # (0, 1] like an accuracy, and it orders a single-suffix row exactly as the loss does.
+    out, _, _ = tiny_search
+    ckpt = load_checkpoint(out / "checkpoints" / "stage1.pt")
+    rows = {}
+    for score in ("accuracy", "likelihood"):
+        config = {**ckpt["config"], "score": score, "suffix_samples": 1}
+        ctx = make_context(SearchSpace.from_dict(ckpt["space"]), config, out / score)
+        supernet = ctx.prepare(Supernet(ctx.space))
+        supernet.load_state_dict(ckpt["model"])
+        rows[score] = search_layer(ctx, supernet, 0, []).row
+    likelihood = [v for v in rows["likelihood"] if v is not None]
+    assert all(0 < v <= 1 for v in likelihood)
+    assert likelihood != [v for v in rows["accuracy"] if v is not None]
+    assert len(set(likelihood)) == len(likelihood)  # no ties: every image's probability counts
+
+
 def test_invalid_settings_are_named():
     with pytest.raises(ConfigError, match=r"unknown search settings \['epoch'\]"):
         resolve("digits", {"epoch": 3})
@@ -112,6 +130,8 @@ def test_invalid_settings_are_named():
         resolve("digits", {"epochs": 2**53})
     with pytest.raises(ConfigError, match="lr='fast' is not a valid float"):
         resolve("digits", {"lr": "fast"})
+    with pytest.raises(ConfigError, match="score must be one of accuracy, likelihood, got 'loss'"):
+        resolve("digits", {"score": "loss"})
 
 
 def test_ddp_ranks_end_with_identical_weights(tmp_path):

@@ -8,6 +8,8 @@ from typing import Any
 
 from ponas.space import SearchSpace, load_space
 
+SCORES = ("accuracy", "likelihood")  # what a table entry measures (SearchConfig.score)
+
 
 class ConfigError(ValueError):
     """A search configuration key or value is not valid."""
@@ -66,6 +68,10 @@ class SearchConfig:
     dataset: str = ""
     dataset_dir: str | None = None
     input_size: int = 0  # 0 = the space's
+    # What a table entry measures on the validation images: "accuracy" (top-1, the paper's)
+    # or "likelihood" (exp of minus the mean cross-entropy: the geometric mean of the
+    # probability given to the true class). Both lie in [0, 1]; see docs/table-fidelity.md.
+    score: str = "accuracy"
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -109,6 +115,8 @@ class SearchConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.score not in SCORES:
+            raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
         if self.val_size <= 0:
             raise ConfigError(f"val_size must be positive, got {self.val_size}")
 

@@ -187,8 +187,8 @@ class PrefixFeatures:
 
 
 class Score(NamedTuple):
-    """A table entry: the mean validation accuracy over the evaluation suffixes, and its
-    standard error over them (``None`` with a single suffix)."""
+    """A table entry: the mean validation score (``cfg.score``: accuracy or likelihood) over
+    the evaluation suffixes, and its standard error over them (``None`` with one suffix)."""
 
     accuracy: float
     stderr: float | None
@@ -251,7 +251,7 @@ def _score(
         with ctx.autocast():
             val = [(block(f), y) for f, y in val]
         start, bn = layer + 1, bn_out
-    accuracies = []
+    scores = []
     for suffix in plan.eval_suffixes:
         path = suffix if start > layer else [candidate, *suffix]
         modules = nn.ModuleList(
@@ -264,10 +264,18 @@ def _score(
         recalibrate_bn(modules, bn, forward=forward)
         modules.eval()
         with ctx.autocast():
-            accuracies.append(evaluate(forward, val, ctx.device, topk=(1,))["top1"])
-    n = len(accuracies)
-    stderr = statistics.stdev(accuracies) / math.sqrt(n) if n > 1 else None
-    return Score(sum(accuracies) / n, stderr)
+            result = evaluate(forward, val, ctx.device, topk=(1,))
+        scores.append(entry_value(result, ctx.cfg.score))
+    n = len(scores)
+    stderr = statistics.stdev(scores) / math.sqrt(n) if n > 1 else None
+    return Score(sum(scores) / n, stderr)
+
+
+def entry_value(result: dict[str, float], score: str) -> float:
+    """A table entry from one evaluation (:func:`ponas.train.evaluate`'s result): top-1
+    accuracy, or the likelihood ``exp(-loss)``, which uses every image's probability of the
+    true class rather than a 0/1 per image (less noise for the same images)."""
+    return result["top1"] if score == "accuracy" else math.exp(-result["loss"])
 
 
 class LayerResult(NamedTuple):
