@@ -1,15 +1,19 @@
 """Teams on the dashboard: alice's runs list holds her team's runs (with the team and who
 started them), a member opens a team run without the buttons only its owner and the team's
-admins have, and the new-search form shares a run with a team of hers."""
+admins have, the new-search form shares a run with a team of hers, and an admin makes a team
+with its members in the admin."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.test import Client
 
 from tests.pages.test_pages import TINY, field_errors, form_data, post
 from tests.web.helpers import make_finished_run, make_run, make_team
 from tests.web.test_security import built_deployment
-from webapp.runs.models import Membership, SearchRun, Status
+from webapp.runs.models import Membership, SearchRun, Status, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +101,32 @@ def test_a_team_the_user_is_not_in_is_refused_next_to_the_field(browser, carol, 
     ]
     assert "you are not a member of a team named &quot;speech&quot;" in response.content.decode()
     assert not SearchRun.objects.exists()
+
+
+def test_an_admin_creates_a_team_with_its_members_in_the_admin(alice, bob, django_user_model):
+    root = django_user_model.objects.create_superuser("root", password="root-password-1")
+    admin = Client()
+    admin.force_login(root)
+    page = admin.get("/admin/runs/team/add/").content.decode()
+    assert re.search(r'id="memberships-heading" class="inline-heading">\s*Members\s*<', page)
+    response = admin.post(
+        "/admin/runs/team/add/",
+        {
+            "name": "vision",
+            "memberships-TOTAL_FORMS": "2",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000",
+            "memberships-0-user": alice.pk,
+            "memberships-0-role": "admin",
+            "memberships-1-user": bob.pk,
+            "memberships-1-role": "member",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    team = Team.objects.get(name="vision")
+    assert sorted(team.memberships.values_list("user__username", "role")) == [
+        ("alice", "admin"),
+        ("bob", "member"),
+    ]
+    assert "vision" in admin.get("/admin/runs/team/").content.decode()

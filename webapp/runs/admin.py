@@ -54,6 +54,7 @@ class SearchRunAdmin(admin.ModelAdmin):
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
+    verbose_name, verbose_name_plural = "member", "members"
     fields = ["user", "role"]
     autocomplete_fields = ["user"]
 
