@@ -97,20 +97,19 @@ class TeamField(serializers.Field):
             raise serializers.ValidationError(
                 f"expected a team's name (a string), got {type(data).__name__}"
             )
-        user = self.context["request"].user
-        team = access.teams_of(user).filter(name=data).first()
-        if team is None:
-            raise serializers.ValidationError(not_your_team(user, data))
-        return team
+        # matched here, not in a query: any string (a NUL too) is a name that is not theirs
+        teams = {team.name: team for team in access.teams_of(self.context["request"].user)}
+        if data not in teams:
+            raise serializers.ValidationError(not_your_team(list(teams), data))
+        return teams[data]
 
     def to_representation(self, value: Team) -> str:
         return value.name
 
 
-def not_your_team(user, name: str) -> str:
-    """Why ``user`` may not share a run with the team ``name`` (one they are not a member of;
-    a team that does not exist reads the same)."""
-    mine = list(access.teams_of(user).values_list("name", flat=True))
+def not_your_team(mine: list[str], name: str) -> str:
+    """Why a user in the teams ``mine`` may not share a run with the team ``name`` (one they
+    are not a member of; a team that does not exist reads the same)."""
     yours = f"your teams: {allowed(mine)}" if mine else "you are a member of no team"
     return f'you are not a member of a team named "{name:.100}"; {yours}'
 
