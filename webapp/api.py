@@ -10,6 +10,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from webapp.runs.access import Forbidden
 from webapp.runs.services import Conflict, QuotaExceeded
 
 
@@ -21,7 +22,10 @@ def error(message: str, status_code: int) -> Response:
 def exception_handler(exc, context):
     """DRF's handler, with ``{"detail": ...}`` (401, 403, 404, 405, ...) as ``{"error": ...}``;
     a state change refused for the object's status (:class:`services.Conflict`) is a 409, one
-    beyond the user's quota (:class:`services.QuotaExceeded`) a 429."""
+    beyond the user's quota (:class:`services.QuotaExceeded`) a 429, one the user may not make
+    on a run they see (:class:`access.Forbidden`: a team member, not its admin) a 403."""
+    if isinstance(exc, Forbidden):
+        return error(str(exc), 403)
     if isinstance(exc, Conflict):
         return error(str(exc), 409)
     if isinstance(exc, QuotaExceeded):

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from ponas.space import load_space
 from ponas.table import AccuracyTable
-from webapp.runs.models import SearchRun, Stage, Status
+from webapp.runs.models import Membership, SearchRun, Stage, Status, Team
 from webapp.runs.tables import store_table
 
 
@@ -52,6 +52,15 @@ def make_finished_run(owner, seed: int = 0) -> SearchRun:
     )
     store_table(run, digits_table(seed))
     return run
+
+
+def make_team(name: str, members=(), admins=()) -> Team:
+    """A team with these users as members and these as admins."""
+    team = Team.objects.create(name=name)
+    for role, users in ((Membership.Role.MEMBER, members), (Membership.Role.ADMIN, admins)):
+        for user in users:
+            Membership.objects.create(team=team, user=user, role=role)
+    return team
 
 
 def hold_lease(work, seconds_ago: float, key: str = "stage1", worker: str = "w1@gone") -> None:

@@ -15,7 +15,7 @@ from django.conf import settings
 from ponas.data import DATASET_CHANNELS
 from ponas.search import ConfigError, resolve
 from ponas.space import SpaceError, load_space, preset_names
-from webapp.runs import datasets
+from webapp.runs import access, datasets
 from webapp.runs.models import Queue
 
 # (field, label, help) of the knobs the form shows, by group; every other setting keeps the
@@ -92,6 +92,13 @@ class SearchForm(forms.Form):
         required=False,
         help_text="the workers that take the heavy work (make run's worker takes both)",
     )
+    # a name, checked by the API's serializer (a team of the user's): one message for both
+    team = forms.CharField(
+        required=False,
+        max_length=100,
+        widget=forms.Select,
+        help_text="its members see the run and deploy from it; its admins manage it",
+    )
     epochs = forms.IntegerField()
     batch_size = forms.IntegerField()
     lr = forms.FloatField()
@@ -113,6 +120,9 @@ class SearchForm(forms.Form):
         self.fields["preset"].choices = [(n, n) for n in names]
         available = datasets.names_for(user)
         self.fields["dataset"].choices = [(d, d) for d in available]
+        teams = list(access.teams_of(user).values_list("name", flat=True))
+        self.has_teams = bool(teams)  # the page offers the field to members of a team only
+        self.fields["team"].widget.choices = [("", "none: only you")] + [(n, n) for n in teams]
         self.fields["dataset"].error_messages["invalid_choice"] = (
             f'"%(value)s" is not a dataset available to you (an admin registers datasets); '
             f"available: {', '.join(available)}"

@@ -1,5 +1,5 @@
-"""Dashboard pages. Views stay thin: they read the runs app's models (always scoped to the
-signed-in user), render templates, and create runs the way the API does. Live updates, the
+"""Dashboard pages. Views stay thin: they read the runs app's models (always scoped to what the
+signed-in user sees: their runs and their teams', ``access.py``), render templates, and create runs the way the API does. Live updates, the
 charts and the deploy panel are page JavaScript that calls the REST API."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from knox.models import AuthToken
 
 from webapp.pages.forms import SearchForm, preset_info
 from webapp.pages.markdown import render_markdown
-from webapp.runs import services, workers
+from webapp.runs import access, services, workers
 from webapp.runs.models import (
     FORMATS,
     Artifact,
@@ -45,7 +45,7 @@ def _page(request, queryset):
 
 @login_required
 def runs_list(request):
-    runs = SearchRun.objects.filter(owner=request.user)
+    runs = access.visible_runs(request.user).select_related("owner", "team")
     counts = dict(runs.values_list("status").annotate(n=Count("id")).order_by())
     status = request.GET.get("status", "")
     if status not in Status.values:
@@ -91,6 +91,7 @@ def _create_run(request, form: SearchForm) -> SearchRun | None:
             "preset": data["preset"],
             "config": form.overrides(),
             "queue": data["queue"] or Queue.GPU,
+            "team": data.get("team") or None,
         },
         context={"request": request},
     )
@@ -176,7 +177,7 @@ def _stage2_rows(run: SearchRun) -> list[dict[str, Any]]:
 
 @login_required
 def run_detail(request, pk: int):
-    run = get_object_or_404(SearchRun, pk=pk, owner=request.user)
+    run = get_object_or_404(access.visible_runs(request.user).select_related("team"), pk=pk)
     data = SearchRunDetailSerializer(run).data
     stage2 = _stage2_rows(run)
     deployments = run.deployments.all()[:50]
@@ -186,6 +187,7 @@ def run_detail(request, pk: int):
         {
             "run": run,
             "run_data": data,
+            "can_manage": access.can_manage(request.user, run),
             "waiting": data["waiting"],
             "timeline": _timeline(run),
             "stage2": stage2,
@@ -232,7 +234,7 @@ def workers_list(request):
 
 @login_required
 def deployments_list(request):
-    deployments = Deployment.objects.filter(run__owner=request.user).select_related("run")
+    deployments = access.visible_deployments(request.user).select_related("run", "run__team")
     return render(request, "pages/deployments_list.html", {"page": _page(request, deployments)})
 
 
@@ -265,7 +267,7 @@ def _architecture(deployment: Deployment) -> list[dict[str, Any]]:
 @login_required
 def deployment_detail(request, pk: int):
     deployment = get_object_or_404(
-        Deployment.objects.select_related("run"), pk=pk, run__owner=request.user
+        access.visible_deployments(request.user).select_related("run"), pk=pk
     )
     card = deployment.artifacts.filter(kind=Artifact.Kind.MODEL_CARD).first()
     card_html = ""

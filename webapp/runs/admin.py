@@ -1,4 +1,5 @@
-"""The admin registers every model: runs with their entries and metrics inline."""
+"""The admin registers every model: runs with their entries and metrics inline, teams with
+their members."""
 
 from django.contrib import admin
 
@@ -8,9 +9,11 @@ from webapp.runs.models import (
     Deployment,
     DeviceProfile,
     Lease,
+    Membership,
     MetricPoint,
     SearchRun,
     TableEntry,
+    Team,
     Worker,
 )
 
@@ -31,11 +34,43 @@ class ArtifactInline(admin.TabularInline):
 
 @admin.register(SearchRun)
 class SearchRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "owner", "preset", "status", "stage", "progress", "created"]
-    list_filter = ["status", "preset", "stage"]
-    search_fields = ["name", "owner__username"]
+    list_display = [
+        "id",
+        "name",
+        "owner",
+        "team",
+        "preset",
+        "status",
+        "stage",
+        "progress",
+        "created",
+    ]
+    list_filter = ["status", "preset", "stage", "team"]
+    search_fields = ["name", "owner__username", "team__name"]
     readonly_fields = ["created", "started", "finished", "heartbeat", "worker"]
     inlines = [TableEntryInline, ArtifactInline]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    verbose_name, verbose_name_plural = "member", "members"
+    fields = ["user", "role"]
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    """Teams and their members: a member sees the team's runs and deploys from them, an admin
+    also cancels, resumes and deletes them."""
+
+    list_display = ["name", "members", "created"]
+    search_fields = ["name", "memberships__user__username"]
+    inlines = [MembershipInline]
+
+    @admin.display(description="members")
+    def members(self, team: Team) -> int:
+        return team.memberships.count()
 
 
 @admin.register(MetricPoint)

@@ -1,7 +1,8 @@
 """The REST API (DESIGN.md "REST API"): runs, their tables, budget previews, Pareto frontiers,
 deployments and their downloads. Views stay thin: serializers validate, ``services`` changes
 state (and sends the workers their tasks), ``ponas`` answers the questions. Every query is
-scoped to the requesting user. Reads change nothing."""
+scoped to what the requesting user sees (their runs and their teams', ``access.py``); a
+team member who may not manage a run gets 403, anyone else 404. Reads change nothing."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from ponas.files import FILENAMES
 from ponas.solve import Infeasible, pareto_frontier, solve
 from ponas.table import AccuracyTable
 from webapp.api import ERROR, OwnedObjectMixin, choices_message, error
+from webapp.runs import access, services, workers
 from webapp.runs import serializers as s
-from webapp.runs import services, workers
 from webapp.runs.models import FORMATS, Deployment, DeviceProfile, SearchRun, Status
 from webapp.runs.tables import accuracy_table
 
@@ -33,10 +34,11 @@ class RunFilter(filters.FilterSet):
         error_messages={"invalid_choice": choices_message("status", Status.values)},
     )
     preset = filters.CharFilter()
+    team = filters.CharFilter(field_name="team__name", help_text="only the runs of this team")
 
     class Meta:
         model = SearchRun
-        fields = ["status", "preset"]
+        fields = ["status", "preset", "team"]
 
 
 class NoTable(APIException):
@@ -64,7 +66,7 @@ LIST_ERRORS = {400: OpenApiTypes.OBJECT, 404: ERROR}
         parameters=[s.MetricsQuerySerializer],
         responses={200: s.SearchRunDetailSerializer, 400: OpenApiTypes.OBJECT, 404: ERROR},
     ),
-    destroy=extend_schema(responses={204: None, 404: ERROR, 409: ERROR}),
+    destroy=extend_schema(responses={204: None, 403: ERROR, 404: ERROR, 409: ERROR}),
 )
 class RunViewSet(
     OwnedObjectMixin,
@@ -82,7 +84,7 @@ class RunViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no user
             return SearchRun.objects.none()
-        return SearchRun.objects.filter(owner=self.request.user)
+        return access.visible_runs(self.request.user).select_related("owner", "team")
 
     def get_serializer_class(self):
         return s.SearchRunDetailSerializer if self.action == "retrieve" else s.SearchRunSerializer
@@ -99,7 +101,14 @@ class RunViewSet(
         serializer.instance = services.create_run(self.request.user, **serializer.validated_data)
 
     def perform_destroy(self, run: SearchRun) -> None:
+        access.require_manage(self.request.user, run, "delete")
         services.delete_run(run)
+
+    def managed_run(self, verb: str) -> SearchRun:
+        """The URL's run (404 unless the user sees it), if they may ``verb`` it (403)."""
+        run = self.get_object()
+        access.require_manage(self.request.user, run, verb)
+        return run
 
     def stored_table(self, query_class) -> tuple[Serializer, SearchRun, AccuracyTable]:
         """The URL's query (validated by ``query_class``: 400), its run (404) and the run's
@@ -113,20 +122,25 @@ class RunViewSet(
         s.check_profile(run, profile)
         return query, run, accuracy_table(run, profile)
 
-    @extend_schema(request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR})
+    @extend_schema(
+        request=None, responses={202: s.SearchRunSerializer, 403: ERROR, 404: ERROR, 409: ERROR}
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        """Stop a queued or running search at the next step; its checkpoints are kept."""
-        run = services.cancel_run(self.get_object())
+        """Stop a queued or running search at the next step; its checkpoints are kept (the
+        owner or an admin of the run's team)."""
+        run = services.cancel_run(self.managed_run("cancel"))
         return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
-        request=None, responses={202: s.SearchRunSerializer, 404: ERROR, 409: ERROR, 429: ERROR}
+        request=None,
+        responses={202: s.SearchRunSerializer, 403: ERROR, 404: ERROR, 409: ERROR, 429: ERROR},
     )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        """Queue a failed or cancelled search again; it continues from its last checkpoint."""
-        run = services.resume_run(self.get_object())
+        """Queue a failed or cancelled search again; it continues from its last checkpoint
+        (the owner or an admin of the run's team)."""
+        run = services.resume_run(self.managed_run("resume"))
         return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -213,12 +227,12 @@ class RunViewSet(
         ``pareto`` and ``table`` (and ``profile`` on a deployment) budgets in its latency."""
         run = self.get_object()
         if request.method == "GET":
-            profiles = DeviceProfile.objects.filter(run=run)
+            profiles = DeviceProfile.objects.filter(run=run).select_related("requested_by")
             return Response(s.DeviceProfileSerializer(profiles, many=True).data)
         serializer = s.DeviceProfileSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         queue = serializer.validated_data.get("queue", run.queue)
-        profile = services.start_profile(run, queue)
+        profile = services.start_profile(run, queue, request.user)
         return Response(s.DeviceProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -246,12 +260,12 @@ class RunViewSet(
 # ---- deployments ----------------------------------------------------------------------------
 
 
-def own_runs(request):
-    """The runs a ``?run=`` filter may name: the user's own (another user's run is as
+def seen_runs(request):
+    """The runs a ``?run=`` filter may name: those the user sees (any other run is as
     unknown as a missing one, so the filter does not tell which ids exist)."""
-    if request is None or not request.user.is_authenticated:
+    if request is None:
         return SearchRun.objects.none()
-    return SearchRun.objects.filter(owner=request.user)
+    return access.visible_runs(request.user)
 
 
 class DeploymentFilter(filters.FilterSet):
@@ -260,7 +274,7 @@ class DeploymentFilter(filters.FilterSet):
         error_messages={"invalid_choice": choices_message("status", Status.values)},
     )
     run = filters.ModelChoiceFilter(
-        queryset=own_runs,
+        queryset=seen_runs,
         error_messages={"invalid_choice": "run %(value)s not found"},
     )
 
@@ -297,10 +311,12 @@ class DeploymentViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Deployment.objects.none()
-        return Deployment.objects.filter(run__owner=self.request.user)
+        return access.visible_deployments(self.request.user).select_related("requested_by")
 
     def perform_create(self, serializer) -> None:
-        serializer.instance = services.start_deployment(**serializer.validated_data)
+        serializer.instance = services.start_deployment(
+            self.request.user, **serializer.validated_data
+        )
 
     @extend_schema(
         parameters=[OpenApiParameter("fmt", str, "path", enum=list(FORMATS))],

@@ -37,6 +37,44 @@ class Queue(models.TextChoices):
     DEFAULT = "default", "default: any worker (light searches, e.g. digits)"
 
 
+class Team(models.Model):
+    """People who share their searches: every member sees a team run, picks budgets from its
+    table and deploys from it; its owner and the team's admins manage it (``access.py``)."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="what users choose (team)")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user in a team, as a member (sees and deploys the team's runs) or an admin (also
+    cancels, resumes and deletes them)."""
+
+    class Role(models.TextChoices):
+        MEMBER = "member", "member: sees the team's runs and deploys from them"
+        ADMIN = "admin", "admin: also cancels, resumes and deletes them"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        ordering = ["team", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "user"], name="one_membership_per_team_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+
 # Overall progress: stage 1 counts for this fraction, stage 2 (by candidates) for the rest.
 STAGE1_SHARE = 0.5
 
@@ -46,6 +84,14 @@ class SearchRun(models.Model):
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
+    )
+    team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,  # a team with runs is not deleted by accident
+        related_name="runs",
+        help_text="the team that shares the run (empty: only its owner sees it)",
     )
     name = models.CharField(max_length=200, blank=True)
     preset = models.CharField(max_length=64)
@@ -173,6 +219,14 @@ class DeviceProfile(models.Model):
     named by that device. The deploy panel and the API offer latency budgets per profile."""
 
     run = models.ForeignKey(SearchRun, on_delete=models.CASCADE, related_name="profiles")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who asked for it (the run's owner or a member of its team): their quota",
+    )
     queue = models.CharField(max_length=16, help_text="the queue whose worker measured it")
     device = models.CharField(max_length=255, blank=True, help_text="what the latency is of")
     lut = models.JSONField(null=True, blank=True, help_text="the ponas-latency/1 lookup table")
@@ -192,9 +246,18 @@ class DeviceProfile(models.Model):
 
 class Deployment(models.Model):
     """A network chosen from a run's table for budgets, built (inherited weights, optional
-    fine-tune) and exported by a worker. The owner is the run's owner."""
+    fine-tune) and exported by a worker. It belongs to its run: whoever sees the run sees it;
+    ``requested_by`` (the run's owner or a member of its team) is whose quota it counts in."""
 
     run = models.ForeignKey(SearchRun, on_delete=models.CASCADE, related_name="deployments")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="who asked for it (the run's owner or a member of its team): their quota",
+    )
     max_macs = models.FloatField(null=True, blank=True)
     max_params = models.FloatField(null=True, blank=True)
     max_latency_ms = models.FloatField(null=True, blank=True)

@@ -16,7 +16,7 @@ from ponas.solve import Infeasible, solve
 from ponas.space import SpaceError, preset_names
 from ponas.table import COST_KINDS
 from ponas.units import parse_budget
-from webapp.runs import datasets, workers
+from webapp.runs import access, datasets, workers
 from webapp.runs.limits import long_text, over_limit
 from webapp.runs.models import (
     FORMATS,
@@ -25,6 +25,7 @@ from webapp.runs.models import (
     MetricPoint,
     SearchRun,
     Status,
+    Team,
     Worker,
 )
 from webapp.runs.tables import accuracy_table
@@ -84,8 +85,47 @@ def user_queue(user, value: str) -> str:
     return value
 
 
+@extend_schema_field({"type": "string", "nullable": True, "example": "vision"})
+class TeamField(serializers.Field):
+    """A team by its name, one the requesting user is a member of; null (or empty): none, the
+    run is private to its owner."""
+
+    def to_internal_value(self, data: Any) -> Team | None:
+        if data == "":
+            return None
+        if not isinstance(data, str):
+            raise serializers.ValidationError(
+                f"expected a team's name (a string), got {type(data).__name__}"
+            )
+        # matched here, not in a query: any string (a NUL too) is a name that is not theirs
+        teams = {team.name: team for team in access.teams_of(self.context["request"].user)}
+        if data not in teams:
+            raise serializers.ValidationError(not_your_team(list(teams), data))
+        return teams[data]
+
+    def to_representation(self, value: Team) -> str:
+        return value.name
+
+
+def not_your_team(mine: list[str], name: str) -> str:
+    """Why a user in the teams ``mine`` may not share a run with the team ``name`` (one they
+    are not a member of; a team that does not exist reads the same)."""
+    yours = f"your teams: {allowed(mine)}" if mine else "you are a member of no team"
+    return f'you are not a member of a team named "{name:.100}"; {yours}'
+
+
 class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
     error = serializers.SerializerMethodField(help_text="why the run failed or stopped")
+    owner = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="who started the run"
+    )
+    team = TeamField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="the name of a team of yours to share the run with: its members see it and "
+        "deploy from it, its admins manage it (null: only you)",
+    )
     preset = serializers.ChoiceField(
         choices=PRESETS,
         error_messages={
@@ -104,6 +144,8 @@ class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
         fields = [
             "id",
             "name",
+            "owner",
+            "team",
             "preset",
             "config",
             "queue",
@@ -116,7 +158,9 @@ class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
             "cancel_requested",
             "auto_resumes",
         ]
-        read_only_fields = [f for f in fields if f not in ("name", "preset", "config", "queue")]
+        read_only_fields = [
+            f for f in fields if f not in ("name", "team", "preset", "config", "queue")
+        ]
         extra_kwargs = {"name": {"required": False}}
 
     def validate_config(self, value: Any) -> dict[str, Any]:
@@ -240,7 +284,8 @@ class IdField(serializers.PrimaryKeyRelatedField):
 
 
 class RunField(IdField):
-    """A run of the requesting user (another user's run is "not found", like a missing one)."""
+    """A run the requesting user sees: theirs or their team's (any other run is "not found",
+    like a missing one)."""
 
     default_error_messages = {
         "required": "this field is required: the id of a succeeded run",
@@ -249,12 +294,13 @@ class RunField(IdField):
     }
 
     def get_queryset(self):
-        return SearchRun.objects.filter(owner=self.context["request"].user)
+        return access.visible_runs(self.context["request"].user)
 
 
 @extend_schema_field({"type": "integer", "description": "a device profile id"})
 class ProfileField(IdField):
-    """A succeeded device profile of the requesting user's runs (the latency to budget in)."""
+    """A succeeded device profile of a run the requesting user sees (the latency to budget
+    in)."""
 
     default_error_messages = {
         "does_not_exist": "device profile {pk_value} not found (or not measured yet)",
@@ -262,9 +308,7 @@ class ProfileField(IdField):
     }
 
     def get_queryset(self):
-        return DeviceProfile.objects.filter(
-            run__owner=self.context["request"].user, status=Status.SUCCEEDED
-        )
+        return access.visible_profiles(self.context["request"].user).filter(status=Status.SUCCEEDED)
 
 
 def check_profile(run: SearchRun, profile: DeviceProfile | None) -> None:
@@ -283,6 +327,12 @@ class DeviceProfileSerializer(serializers.ModelSerializer):
         max_length=16,
         help_text="the Celery queue whose worker times the blocks on its device (default: the run's)",
     )
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="who asked for the timing (the run's owner or a member of its team)",
+    )
 
     class Meta:
         model = DeviceProfile
@@ -297,6 +347,7 @@ class DeviceProfileSerializer(serializers.ModelSerializer):
             "created",
             "started",
             "finished",
+            "requested_by",
             "lut",
         ]
         read_only_fields = [f for f in fields if f != "queue"]
@@ -349,6 +400,12 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
         },
     )
     downloads = serializers.SerializerMethodField()
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="who asked for the build (the run's owner or a member of its team)",
+    )
 
     class Meta:
         model = Deployment
@@ -370,6 +427,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             *LIFECYCLE,
             "auto_resumes",
             "downloads",
+            "requested_by",
         ]
         read_only_fields = [f for f in fields if f not in DEPLOYMENT_INPUTS]
 

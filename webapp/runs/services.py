@@ -79,8 +79,8 @@ def send_build(deployment_id: int, queue: str) -> None:
 
 @transaction.atomic
 def create_run(owner, **fields: Any) -> SearchRun:
-    """Store a validated run (name, preset, config, queue) and queue its search, within the
-    owner's quota of active runs."""
+    """Store a validated run (name, preset, config, queue, team) and queue its search, within
+    the owner's quota of active runs."""
     check_run_quota(owner)
     run = SearchRun.objects.create(owner=owner, **fields)
     send_search(run.pk, run.attempt, run.queue)
@@ -152,16 +152,17 @@ def delete_run(run: SearchRun) -> None:
 
 
 @transaction.atomic
-def start_deployment(**fields: Any) -> Deployment:
-    """Store a validated deployment (run, budgets, the chosen network, formats) and queue its
-    build on the run's queue, within the owner's quota of builds. The run's row is locked (a
-    delete at the same moment waits, or has already removed the run: 404)."""
+def start_deployment(user, **fields: Any) -> Deployment:
+    """Store a validated deployment (run, budgets, the chosen network, formats) that ``user``
+    (the run's owner or a member of its team) asked for and queue its build on the run's
+    queue, within ``user``'s quota of builds. The run's row is locked (a delete at the same
+    moment waits, or has already removed the run: 404)."""
     run = SearchRun.objects.select_for_update().filter(pk=fields["run"].pk).first()
     if run is None:
         raise Conflict(f"run {fields['run'].pk} was deleted")
-    active = Deployment.objects.filter(run__owner=run.owner, status__in=ACTIVE)
-    check_quota(run.owner, active, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, BUILDS)
-    deployment = Deployment.objects.create(**fields)
+    active = Deployment.objects.filter(requested_by=user, status__in=ACTIVE)
+    check_quota(user, active, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, BUILDS)
+    deployment = Deployment.objects.create(requested_by=user, **fields)
     send_build(deployment.pk, deployment.run.queue)
     return deployment
 
@@ -170,18 +171,19 @@ def start_deployment(**fields: Any) -> Deployment:
 
 
 @transaction.atomic
-def start_profile(run: SearchRun, queue: str) -> DeviceProfile:
-    """Queue the timing of a succeeded run's blocks on ``queue``: the worker that takes it
-    measures the lookup table on its own device and stores it, named by the device (within
-    the owner's quota of profiles being measured)."""
+def start_profile(run: SearchRun, queue: str, user) -> DeviceProfile:
+    """Queue the timing of a succeeded run's blocks on ``queue`` for ``user`` (the run's owner
+    or a member of its team): the worker that takes it measures the lookup table on its own
+    device and stores it, named by the device (within ``user``'s quota of profiles being
+    measured)."""
     run = SearchRun.objects.select_for_update().filter(pk=run.pk).first() or run
     if not run.has_table:
         raise Conflict(
             f"run {run.pk} has no accuracy table yet (status {run.status}); profile the "
             "latency of a succeeded run"
         )
-    active = DeviceProfile.objects.filter(run__owner=run.owner, status__in=ACTIVE)
-    check_quota(run.owner, active, settings.PONAS_MAX_ACTIVE_PROFILES, PROFILES)
-    profile = DeviceProfile.objects.create(run=run, queue=queue)
+    active = DeviceProfile.objects.filter(requested_by=user, status__in=ACTIVE)
+    check_quota(user, active, settings.PONAS_MAX_ACTIVE_PROFILES, PROFILES)
+    profile = DeviceProfile.objects.create(run=run, queue=queue, requested_by=user)
     send_on_commit(PROFILE_LATENCY, (profile.pk,), queue)
     return profile
