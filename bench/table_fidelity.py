@@ -226,6 +226,8 @@ def main() -> None:
             def truth_of(arch: tuple[int, ...], space=space, dataset=dataset) -> float:
                 choices = [space.candidates[j] for j in arch]
                 key = f"{recipe}/{','.join(choices)}"
+                if key not in cache and cache_file and cache_file.exists():
+                    cache.update(json.loads(cache_file.read_text()))  # another run's figures
                 if key not in cache:
                     log(f"training {','.join(choices)} from scratch ({args.epochs} epochs)")
                     cache[key] = train_from_scratch(space, choices, data0, dataset, args)
