@@ -38,7 +38,18 @@ def events_archive(run: SearchRun) -> io.BytesIO | None:
     buffer = io.BytesIO()
     # event files are protobuf records of floats: they compress well
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            archive.write(path, f"{top}/{path.relative_to(root).as_posix()}")
+        for i, path in enumerate(files):
+            folder = path.parent.relative_to(root).as_posix()
+            archive.write(path, f"{top}/{'' if folder == '.' else folder + '/'}{_name(path, i)}")
     buffer.seek(0)
     return buffer
+
+
+def _name(path: Path, index: int) -> str:
+    """The file's name in the archive: ``events.out.tfevents.<time>.<host>.<pid>.<n>`` loses
+    the worker's host and process (what users read never names a server), keeps its time
+    first (TensorBoard reads a folder's files in name order) and gains a unique index."""
+    stamp = path.name.split(".")[3] if path.name.count(".") >= 3 else ""
+    if not stamp.isdigit():
+        stamp = str(int(path.stat().st_mtime))
+    return f"events.out.tfevents.{stamp}.ponas.{index:04d}"
