@@ -222,7 +222,8 @@ class MLflowCallback(ScalarTracker):
         return client
 
     def _saved(self, uri: str) -> str | None:
-        """The run id kept in ``out`` for this tracking URI (if that run still exists)."""
+        """The run id kept in ``out`` for this tracking URI (a run deleted there since
+        makes the first write fail: one warning, and this tracker is off)."""
         if self.out is None or not (self.out / MLFLOW_RUN_FILE).exists():
             return None
         saved = json.loads((self.out / MLFLOW_RUN_FILE).read_text(encoding="utf-8"))
