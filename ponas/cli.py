@@ -286,13 +286,16 @@ def _search_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any], Any
 
 def cmd_search(args: argparse.Namespace) -> int:
     from ponas.progress import TqdmCallback
-    from ponas.search import Cancelled, run_search
+    from ponas.search import CallbackGroup, Cancelled, run_search
+    from ponas.tracking import search_trackers
 
     space, overrides, out = _search_settings(args)
     name = space if isinstance(space, str) else space.name
     out = Path(out or f"runs/{Path(name).stem}")
     lut = _load_lut(args.lut)
-    bars = TqdmCallback()
+    # TensorBoard with --tensorboard, MLflow when MLFLOW_TRACKING_URI is set
+    trackers = search_trackers(space, overrides, out, tensorboard=args.tensorboard)
+    bars = CallbackGroup(TqdmCallback(), *trackers)
     try:
         table = run_search(space, overrides, out, bars, resume=args.resume)
     except Cancelled:
@@ -333,6 +336,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from ponas.table import AccuracyTable
     from ponas.units import parse_budget
 
+    if args.tensorboard and not args.export:
+        raise CommandError(
+            "--tensorboard needs --export DIR: only a built network has an accuracy to log"
+        )
     table = AccuracyTable.load(args.table)
     if args.lut:
         from ponas.cost import load_lut, with_latency
@@ -379,8 +386,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             overrides["dataset_dir"] = args.dataset_dir
         overrides.update(_set_options(args.set))
         from ponas.progress import TqdmCallback
+        from ponas.search import CallbackGroup
+        from ponas.tracking import deploy_trackers
 
-        bars = TqdmCallback()
+        params = {"table": args.table, "choices": " ".join(selection.choices), **budgets}
+        params["finetune_epochs"] = args.finetune_epochs
+        bars = CallbackGroup(TqdmCallback(), *deploy_trackers(params, tensorboard=args.tensorboard))
         try:
             model, metrics = specialize(
                 args.supernet,
@@ -389,6 +400,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                 finetune_epochs=args.finetune_epochs,
                 callback=bars,
             )
+            bars.done(None)  # the deployment's own MLflow run (if any) ends here
         finally:
             bars.close()
         formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -467,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue from the last checkpoint in --out"
     )
     p.add_argument("--lut", help="lut.json from `ponas profile`: add its latency to the table")
+    p.add_argument(
+        "--tensorboard", metavar="DIR", help="write TensorBoard event files (loss, table) into DIR"
+    )
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -513,6 +528,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--formats", default="pt,torchscript,onnx", help="comma-separated: pt, torchscript, onnx"
+    )
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="with --export: write the fine-tune loss and test accuracy as TensorBoard events",
     )
     p.add_argument(
         "--dataset-dir", help="dataset folder for fine-tuning and evaluation (cifar10, imagefolder)"

@@ -81,4 +81,5 @@ def specialize(
     with ctx.autocast():
         metrics = train.evaluate(lambda x: net(ctx.to_device(x)), test, device)
     metrics["finetune_epochs"] = finetune_epochs
+    ctx.callback.evaluated({k: metrics[k] for k in ("top1", "top5") if k in metrics})
     return net.cpu().to(memory_format=torch.contiguous_format), metrics

@@ -14,6 +14,9 @@ from typing import Any
 TABLE_FILE = "table.json"
 SUPERNET_FILE = "supernet.pt"
 CHECKPOINT_DIR = "checkpoints"
+# experiment tracking (ponas.tracking): TensorBoard event files, the MLflow run a search logs to
+TENSORBOARD_DIR = "tensorboard"
+MLFLOW_RUN_FILE = "mlflow-run.json"
 
 # export formats of a specialized network and the file each is written to
 FORMATS = ("pt", "torchscript", "onnx")

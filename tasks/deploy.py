@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from ponas.deploy import specialize
 from ponas.export import export_all
-from ponas.search import Cancelled
+from ponas.search import Cancelled, SearchCallback
 from tasks.progress import StopOnShutdown, error_message, heartbeat, leased, log
+from tasks.tracking import deployment_tracking
 from webapp.runs.datasets import search_settings
 from webapp.runs.models import ACTIVE, Artifact, Deployment, Status
 
@@ -52,8 +53,11 @@ def _build_held(task, deployment: Deployment, holding) -> None:
     ):
         return  # finished or failed meanwhile (e.g. a crash loop)
     try:
-        with heartbeat(Deployment.objects.filter(pk=deployment_id), holding):
-            files, metrics = _build(deployment, StopOnShutdown(holding))
+        with (
+            heartbeat(Deployment.objects.filter(pk=deployment_id), holding),
+            deployment_tracking(deployment, StopOnShutdown(holding)) as callback,
+        ):
+            files, metrics = _build(deployment, callback)
     except Cancelled:
         if holding.lost:
             log.warning("deployment %s lost its lease to another worker; stopped", deployment_id)
@@ -80,7 +84,7 @@ def _build_held(task, deployment: Deployment, holding) -> None:
 
 
 def _build(
-    deployment: Deployment, callback: StopOnShutdown
+    deployment: Deployment, callback: SearchCallback
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The network with inherited weights (fine-tuned if asked), evaluated and exported."""
     run = deployment.run
@@ -93,6 +97,7 @@ def _build(
         finetune_epochs=deployment.finetune_epochs,
         callback=callback,
     )
+    callback.done(None)  # its trackers write out the accuracy they were given
     files = export_all(
         model,
         deployment.out_dir,

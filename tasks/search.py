@@ -17,7 +17,8 @@ second copy or a redelivery finds it held and does nothing. Stage 1 is a chain o
 ``run_search`` tasks of at most ``PONAS_STAGE1_TASK_SECONDS`` each (whole epochs, each task
 continuing from the checkpoint), so no task outlives the broker's visibility timeout.
 The search's files live in the artifact store (``MEDIA_ROOT/runs/<id>/``), which every
-worker shares.
+worker shares, TensorBoard event files among them (``tasks.tracking``: stage-1 tasks log the
+steps and epochs, ``finish_layer`` each row as it closes, the last task the end).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ponas import search as ponas_search
 from ponas.files import CHECKPOINT_DIR, SUPERNET_FILE, TABLE_FILE
 from ponas.space import SearchSpace
 from tasks.progress import RunRecorder, begin_stage2, guarded, leased, log
+from tasks.tracking import run_tracking
 from webapp.runs.datasets import public_meta, search_settings
 from webapp.runs.models import (
     ACTIVE,
@@ -135,7 +137,8 @@ def _stage1(task, run: SearchRun, holding) -> bool | None:
         overrides = search_settings(run.preset, run.config)
         check_gpus(overrides.get("ngpu", 1), overrides.get("device", "auto"))
         try:
-            ponas_search.run_stage1(run.preset, overrides, run.out_dir, recorder, resume=True)
+            with run_tracking(run, recorder) as callback:
+                ponas_search.run_stage1(run.preset, overrides, run.out_dir, callback, resume=True)
         except ponas_search.Cancelled:
             if recorder.paused and not recorder.stop:
                 log.info("run %s: stage 1 paused after %.0f s; next chunk queued", run.pk, budget)
@@ -278,17 +281,22 @@ def _finish(run: SearchRun, layer: int, holding) -> None:
     space = _space(run)
     stage2 = _checkpoint(run, "stage2.pt")
 
-    def close() -> list[str]:
+    def close() -> tuple[list[str], list[float | None] | None]:
         done = ponas_search.load_checkpoint(stage2)["path"] if stage2.exists() else []
-        if len(done) <= layer:  # not finished by an earlier delivery of this task
-            weights = {c: _weights(run, layer, c) for c in space.allowed_candidates(layer)}
-            ponas_search.finish_layer(run.out_dir, layer, weights)
-            done = ponas_search.load_checkpoint(stage2)["path"]
-        return done
+        if len(done) > layer:  # finished by an earlier delivery of this task
+            return done, None
+        weights = {c: _weights(run, layer, c) for c in space.allowed_candidates(layer)}
+        ponas_search.finish_layer(run.out_dir, layer, weights)
+        ckpt = ponas_search.load_checkpoint(stage2)
+        return ckpt["path"], ckpt["rows"][layer]
 
-    ok, path = guarded(run, f"finishing layer {layer}", close, holding)
+    ok, closed = guarded(run, f"finishing layer {layer}", close, holding)
     if not ok:
         return
+    path, row = closed
+    if row is not None:  # the row closed here: tracked once
+        with run_tracking(run) as tracking:
+            tracking.row_done(layer, row, path[layer])
     SearchRun.objects.filter(pk=run.pk).update(current_layer=layer + 1, path=path)
     Artifact.record(stage2, Artifact.Kind.CHECKPOINT, run=run)
     # the winner's weights are in the checkpoint now; the candidates' copies are not needed
@@ -319,4 +327,6 @@ def _finalize(run: SearchRun) -> None:
             table_meta=public_meta(run, table.meta),
             finished=timezone.now(),
         )
+    with run_tracking(run) as tracking:
+        tracking.done(table)  # MLflow: the table as an artifact, the run finished
     log.info("run %s succeeded: path %s", run.pk, table.path)

@@ -10,7 +10,7 @@ an uninterrupted one with the same seed, because every random draw is seeded fro
 ``(seed, stage, epoch or layer, candidate)`` rather than from history.
 """
 
-from ponas.search.callbacks import Cancelled, SearchCallback
+from ponas.search.callbacks import CallbackGroup, Cancelled, SearchCallback
 from ponas.search.checkpoint import (
     CHECKPOINT_FORMAT,
     SUPERNET_FORMAT,
@@ -28,6 +28,7 @@ from ponas.search.stage2 import choose_best, search_layer
 __all__ = [
     "CHECKPOINT_FORMAT",
     "SUPERNET_FORMAT",
+    "CallbackGroup",
     "Cancelled",
     "ConfigError",
     "Context",

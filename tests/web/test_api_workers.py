@@ -4,14 +4,17 @@ network that ``ponas evaluate`` loads. Runs on PostgreSQL + Redis when ``DATABAS
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from ponas.solve import solve
 from ponas.table import AccuracyTable
@@ -125,6 +128,21 @@ def test_a_script_searches_deploys_and_evaluates_through_two_workers(
         files[fmt] = tmp_path / name
         files[fmt].write_bytes(b"".join(response.streaming_content))
         assert files[fmt].stat().st_size > 1000
+    # the run's TensorBoard events: its stage-1 epochs and table rows, the deployment's accuracy
+    response = api.get(f"{run_url}tensorboard/")
+    assert response.status_code == 200
+    zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))).extractall(tmp_path)
+    events = EventMultiplexer(size_guidance={"scalars": 0})
+    events.AddRunsFromDirectory(str(tmp_path / f"run-{run.pk}-tensorboard")).Reload()
+    assert [e.step for e in events.Scalars(".", "epoch/train_loss")] == [1, 2]
+    for layer, row in enumerate(written.accuracy):
+        for candidate, accuracy in zip(written.candidates, row, strict=True):
+            if accuracy is not None:
+                logged = events.Scalars(".", f"table/layer_{layer}/{candidate}")
+                assert [e.value for e in logged] == [pytest.approx(accuracy, abs=1e-6)]
+    top1 = events.Scalars(f"deployment-{deployment['id']}", "deploy/top1")
+    assert [e.value for e in top1] == [pytest.approx(deployment["measured_accuracy"], abs=1e-6)]
+
     config = tmp_path / "config.yml"
     config.write_text("datasets: digits\nbatch_size: 64\n")
     ponas = Path(sys.executable).with_name("ponas")

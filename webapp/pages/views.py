@@ -35,6 +35,7 @@ from webapp.runs.serializers import (
     SearchRunSerializer,
 )
 from webapp.runs.tables import accuracy_table
+from webapp.runs.tracking import event_files
 
 PAGE_SIZE = 20
 
@@ -196,6 +197,7 @@ def run_detail(request, pk: int):
             # how many validation images scored each entry (recorded in the table's meta)
             "validation": (run.table_meta or {}).get("validation"),
             "deployments": deployments,
+            "has_events": bool(event_files(run)),
             "formats": FORMATS,
             "profile_queues": [
                 q for q in Queue.values if request.user.is_staff or q in settings.PONAS_USER_QUEUES

@@ -24,6 +24,7 @@ from webapp.runs import access, services, workers
 from webapp.runs import serializers as s
 from webapp.runs.models import FORMATS, Deployment, DeviceProfile, SearchRun, Status
 from webapp.runs.tables import accuracy_table
+from webapp.runs.tracking import events_archive
 
 # ---- runs -----------------------------------------------------------------------------------
 
@@ -164,6 +165,29 @@ class RunViewSet(
                 headers={"Content-Disposition": f'attachment; filename="run-{run.pk}-table.csv"'},
             )
         return Response(table.to_dict())
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, 404: ERROR},
+    )
+    @action(detail=True, methods=["get"])
+    def tensorboard(self, request, pk=None):
+        """The run's TensorBoard event files (stage-1 loss, accuracy, learning rate, images/s;
+        each table row as it closed; its deployments' accuracy) as a zip: unpack it and run
+        ``tensorboard --logdir`` on the folder. Available while the run runs, too."""
+        run = self.get_object()
+        archive = events_archive(run)
+        if archive is None:
+            return error(
+                f"run {run.pk} has no TensorBoard events yet; its workers write them from the "
+                "first stage-1 steps",
+                status.HTTP_404_NOT_FOUND,
+            )
+        return FileResponse(
+            archive,
+            as_attachment=True,
+            filename=f"run-{run.pk}-tensorboard.zip",
+            content_type="application/zip",
+        )
 
     @extend_schema(
         request=s.PlanSerializer, responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT}
