@@ -3,10 +3,12 @@ whose two best blocks the table cannot tell apart (issue 18, "show it to users")
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
+from ponas.cli import main
 from ponas.solve import pareto_frontier, solve
 from ponas.table import AccuracyTable, CloseCall, TableError
 from tests.test_deploy_solver import NAMES, three_layer_table
@@ -91,3 +93,16 @@ def test_a_table_without_errors_has_no_close_calls_to_report():
         with_stderr([[0.01, None, None], [0.02, 0.15, None], [0.04, 0.01, None]]).close_calls()
         == []
     )
+
+
+def test_ponas_deploy_prints_the_predicted_score_with_its_error(tmp_path, capsys):
+    path = tmp_path / "table.json"
+    with_stderr(ERRORS).save(path)
+    assert main(["deploy", "--table", str(path)]) == 0
+    error = math.sqrt(0.03**2 + 0.15**2 + 0.01**2)
+    assert (
+        f"predicted score 2.3000 ± {error:.4f} (sum of table accuracies, a ranking score, not a "
+        "test accuracy), loss 0.0000"
+    ) in capsys.readouterr().out
+    assert main(["deploy", "--table", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score_stderr"] == pytest.approx(error)
