@@ -43,6 +43,22 @@ def test_user_reads_what_an_entry_is_how_many_suffixes_and_images_scored_it(brow
     )
 
 
+def test_a_subset_of_the_validation_split_says_of_how_many_and_how_drawn(browser, alice):
+    d = uncertain_table().to_dict()
+    d["meta"]["validation"] = {
+        "images": 256,
+        "of": 1000,
+        "classes": 10,
+        "drawn": "stratified by class, seeded by the search seed",
+    }
+    run = finished(alice, AccuracyTable.from_dict(d))
+    page = browser.get(f"/runs/{run.pk}/").content.decode()
+    assert (
+        "(averaged over 4 sampled suffixes, on 256 of 1000 held-out images, stratified by "
+        "class, seeded by the search seed)." in text_of(page, "table-fidelity")
+    )
+
+
 def test_user_sees_which_layers_the_table_cannot_separate(browser, alice):
     table = uncertain_table(close_layer=2)
     run = finished(alice, table)
