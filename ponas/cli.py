@@ -419,8 +419,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"architecture: {' '.join(selection.choices)}")
+    error = "" if selection.score_stderr is None else f" ± {selection.score_stderr:.4f}"
     print(
-        f"predicted score {selection.score:.4f} (sum of table accuracies), loss {selection.loss:.4f}"
+        f"predicted score {selection.score:.4f}{error} (sum of table accuracies, a ranking "
+        f"score, not a test accuracy), loss {selection.loss:.4f}"
     )
     print("cost: " + ", ".join(format_cost(k, v) for k, v in selection.cost.items()))
     if "metrics" in result:

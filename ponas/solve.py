@@ -66,7 +66,9 @@ class Selection:
 
     ``score`` is ``sum_l A[l][c_l]``, ``loss`` is ``sum_l (max A[l] - A[l][c_l])`` and
     ``cost`` holds ``base + sum_l cost[l][c_l]`` for every cost kind of the table (integers
-    for MACs and params). ``indices`` are the chosen columns of the table.
+    for MACs and params). ``indices`` are the chosen columns of the table. ``score_stderr``
+    is the score's standard error (:meth:`AccuracyTable.score_stderr`), ``None`` when the
+    table does not record the errors of all the chosen entries.
     """
 
     choices: list[str]
@@ -74,12 +76,15 @@ class Selection:
     score: float
     loss: float
     cost: dict[str, float]
+    score_stderr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"choices", "score", "loss", "cost"}``: what ``ponas deploy --json`` prints."""
+        """``{"choices", "score", "score_stderr", "loss", "cost"}``: what ``ponas deploy
+        --json`` prints."""
         return {
             "choices": list(self.choices),
             "score": self.score,
+            "score_stderr": self.score_stderr,
             "loss": self.loss,
             "cost": dict(self.cost),
         }
@@ -651,11 +656,18 @@ def solve(table: AccuracyTable, budgets: dict[str, float]) -> Selection:
         kind = kinds[0]
         front = prob.frontier("score", kind)
         p = front.best_within(0, limits[kind] - prob.kinds[kind].base)
-        return prob.selection(front.options(0, p))
+        return _with_stderr(table, prob.selection(front.options(0, p)))
     found = prob.search("score", kinds, [limits[k] - prob.kinds[k].base for k in kinds], tie=True)
     if found is None:
         raise _infeasible(prob, kinds, budgets, limits)
-    return prob.selection(found[1])
+    return _with_stderr(table, prob.selection(found[1]))
+
+
+def _with_stderr(table: AccuracyTable, selection: Selection) -> Selection:
+    # The compiled problem is cached by accuracies and costs only, so the table's standard
+    # errors are read here, from the table asked about.
+    selection.score_stderr = table.score_stderr(selection.choices)
+    return selection
 
 
 def pareto_frontier(table: AccuracyTable, cost: str = "macs") -> list[Selection]:
@@ -669,7 +681,7 @@ def pareto_frontier(table: AccuracyTable, cost: str = "macs") -> list[Selection]
     front = prob.frontier("score", cost)
     points: list[Selection] = []
     for p in range(len(front.cost[0])):
-        point = prob.selection(front.options(0, p))
+        point = _with_stderr(table, prob.selection(front.options(0, p)))
         # Exactly different costs can print as the same float (e.g. 1.0 + 1e-300 ms); then the
         # cheaper one is dominated as a user sees it, so keep the better-scoring one.
         if points and points[-1].cost[cost] == point.cost[cost]:

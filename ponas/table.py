@@ -22,6 +22,7 @@ import io
 import json
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,6 +360,23 @@ def _validate(d: Any) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class CloseCall:
+    """A layer whose two best candidates differ by less than their combined standard error:
+    the table cannot separate them (see :meth:`AccuracyTable.close_calls`). ``layer`` counts
+    from 0; ``noise`` is ``sqrt(best_stderr**2 + second_stderr**2)``."""
+
+    layer: int
+    best: str
+    best_accuracy: float
+    best_stderr: float
+    second: str
+    second_accuracy: float
+    second_stderr: float
+    gap: float
+    noise: float
+
+
 @dataclass
 class AccuracyTable:
     """Validation accuracy of every candidate at every layer, with costs (``ponas-table/1``).
@@ -497,6 +515,66 @@ class AccuracyTable:
             )
             path.append(self.candidates[j])
         return path
+
+    def score_stderr(self, choices: Sequence[str]) -> float | None:
+        """The standard error of the score ``sum_l A[l][c_l]`` of the network ``choices``.
+
+        ``sqrt(sum_l stderr[l][c_l]**2)``: each layer's entry was measured on its own sampled
+        suffixes, so their errors add as independent ones. ``None`` when the table has no
+        standard errors or one of the chosen entries has none (a single evaluation suffix).
+        """
+        if self.stderr is None:
+            return None
+        if len(choices) != self.num_layers:
+            raise TableError(
+                f"a network of this table has {self.num_layers} layers, got {len(choices)} choices"
+            )
+        column = {c: j for j, c in enumerate(self.candidates)}
+        unknown = [c for c in choices if c not in column]
+        if unknown:
+            raise TableError(f"{unknown[0]!r} is not a candidate of this table")
+        errors = [self.stderr[i][column[c]] for i, c in enumerate(choices)]
+        if any(e is None for e in errors):
+            return None
+        return math.sqrt(math.fsum(e * e for e in errors))
+
+    def close_calls(self) -> list[CloseCall]:
+        """The layers whose best and second-best entries the table cannot tell apart.
+
+        A layer is listed when its two most accurate candidates differ by less than their
+        combined standard error ``sqrt(se_best**2 + se_second**2)``. That is cautious: both
+        entries were averaged over the same suffixes, which makes their difference less
+        noisy than the two errors together. Layers with one candidate, or whose two best
+        entries lack a standard error, are not listed (the table cannot say).
+        """
+        if self.stderr is None:
+            return []
+        calls = []
+        for i, row in enumerate(self.accuracy):
+            ranked = sorted((j for j, a in enumerate(row) if a is not None), key=lambda j: -row[j])
+            if len(ranked) < 2:
+                continue
+            best, second = ranked[0], ranked[1]
+            se_best, se_second = self.stderr[i][best], self.stderr[i][second]
+            if se_best is None or se_second is None:
+                continue
+            gap = row[best] - row[second]
+            noise = math.hypot(se_best, se_second)
+            if gap < noise:
+                calls.append(
+                    CloseCall(
+                        layer=i,
+                        best=self.candidates[best],
+                        best_accuracy=row[best],
+                        best_stderr=se_best,
+                        second=self.candidates[second],
+                        second_accuracy=row[second],
+                        second_stderr=se_second,
+                        gap=gap,
+                        noise=noise,
+                    )
+                )
+        return calls
 
     @property
     def has_full_space(self) -> bool:

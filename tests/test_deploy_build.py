@@ -90,7 +90,7 @@ def test_deploy_json_contract_and_budget_errors(tiny_search, capsys):
     assert frontier_min > 0
     assert main(["deploy", "--table", str(out / "table.json"), "--max-macs", "1M", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"choices", "score", "loss", "cost"}
+    assert set(result) == {"choices", "score", "score_stderr", "loss", "cost"}
     assert result["cost"]["macs"] <= 1e6
     assert result["score"] == pytest.approx(
         sum(table.accuracy[i][table.candidates.index(c)] for i, c in enumerate(result["choices"]))

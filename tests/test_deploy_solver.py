@@ -405,10 +405,11 @@ def test_a_table_with_only_a_space_name_can_be_solved():
     assert sel.to_dict() == {
         "choices": sel.choices,
         "score": sel.score,
+        "score_stderr": None,
         "loss": sel.loss,
         "cost": sel.cost,
     }
-    assert set(sel.to_dict()) == {"choices", "score", "loss", "cost"}
+    assert set(sel.to_dict()) == {"choices", "score", "score_stderr", "loss", "cost"}
 
 
 def test_a_changed_table_is_solved_afresh():

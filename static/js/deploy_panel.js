@@ -91,7 +91,8 @@
               title: (items) => ponas.formatCost(kind, items[0].raw.x),
               label: (item) => {
                 const p = points[item.raw.i];
-                return ["predicted score " + p.score.toFixed(3), ponas.formatCost("macs", p.cost.macs) + " · " + ponas.formatCost("params", p.cost.params), "click to choose"];
+                const err = p.score_stderr !== null && p.score_stderr !== undefined ? " ± " + p.score_stderr.toFixed(3) : "";
+                return ["predicted score " + p.score.toFixed(3) + err, ponas.formatCost("macs", p.cost.macs) + " · " + ponas.formatCost("params", p.cost.params), "click to choose"];
               },
             },
           },
@@ -213,8 +214,14 @@
     if (!current || !table) return;
     const sel = current;
     const L = sel.choices.length;
-    document.getElementById("sel-score").textContent = sel.score.toFixed(3);
-    document.getElementById("sel-mean").textContent = "mean " + ponas.pct(sel.score / L) + " per layer · loss " + sel.loss.toFixed(3);
+    // the score's standard error, and the same per layer (the mean's error is the sum's / L)
+    const err = sel.score_stderr;
+    const known = err !== null && err !== undefined;
+    document.getElementById("sel-score").textContent = sel.score.toFixed(3) + (known ? " ± " + err.toFixed(3) : "");
+    document.getElementById("sel-mean").textContent = "mean " + ponas.pct(sel.score / L) + (known ? " ± " + (100 * err / L).toFixed(2) : "") + " per layer · loss " + sel.loss.toFixed(3);
+    document.getElementById("sel-score-note").textContent =
+      "Sum of " + L + " table entries" + (known ? " ± its standard error" : " (their uncertainty was not recorded)") +
+      ": a score that ranks this table's networks, not a test accuracy (building the network measures that).";
     document.getElementById("sel-macs").textContent = ponas.formatCost("macs", sel.cost.macs);
     document.getElementById("sel-params").textContent = ponas.formatCost("params", sel.cost.params);
     if (sel.cost.latency_ms !== undefined) document.getElementById("sel-latency").textContent = ponas.formatCost("latency_ms", sel.cost.latency_ms);

@@ -263,10 +263,14 @@
   };
   window.ponasHeatmap = heatmap;
 
+  // Layers whose best and second-best entries are within noise (listed by the page under the
+  // heatmap, computed by ponas): their row label gets a "≈".
+  const closeCalls = new Set(Array.from(document.querySelectorAll("#close-calls li[data-layer]")).map((li) => Number(li.dataset.layer)));
+
   function layerLabels(table) {
     return table.accuracy.map((_, i) => {
       const r = stage2[i];
-      return "L" + (i + 1) + (r && r.channels ? "  " + r.channels + "ch" + (r.stride > 1 ? " /" + r.stride : "") : "");
+      return "L" + (i + 1) + (r && r.channels ? "  " + r.channels + "ch" + (r.stride > 1 ? " /" + r.stride : "") : "") + (closeCalls.has(i) ? " ≈" : "");
     });
   }
 
@@ -368,6 +372,7 @@
                   ponas.formatCost("macs", r.macs) + " · " + ponas.formatCost("params", r.params),
                 ];
                 if (r.latency !== null) lines.push(ponas.formatCost("latency_ms", r.latency));
+                if (closeCalls.has(r.i)) lines.push("this layer's two best blocks are within noise");
                 return lines;
               },
             },
@@ -378,7 +383,7 @@
           // layer 1 (the input side) at the top; short labels when the chart is narrow
           y: {
             type: "category", labels: rows, offset: true, reverse: false, grid: { display: false }, border: { display: false },
-            ticks: { autoSkip: false, callback(value, index) { return this.chart.width < 520 ? "L" + (index + 1) : rows[index]; } },
+            ticks: { autoSkip: false, callback(value, index) { return this.chart.width < 520 ? "L" + (index + 1) + (closeCalls.has(index) ? " ≈" : "") : rows[index]; } },
           },
         },
       },

@@ -19,7 +19,7 @@ from ponas.solve import solve
 from ponas.space import load_space
 from tests.browser.conftest import save_screenshot
 from tests.web.workers import Workers
-from webapp.runs.models import Deployment, DeviceProfile
+from webapp.runs.models import Deployment, DeviceProfile, SearchRun
 from webapp.runs.tables import accuracy_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 TINY = {
     "epochs": 2,
     "finetune_steps": 3,
-    "suffix_samples": 1,
+    "suffix_samples": 2,  # two suffixes: each entry has a standard error
     "bn_batches": 1,
     "eval_batches": 1,
     "input_size": 8,
@@ -107,6 +107,23 @@ TIGHT_DATA = """() => {
 }"""
 
 
+# Issue 18: the Pareto chart's y axis read "5.83, 5.83" for scores a few thousandths apart.
+PARETO_CLOSE = """() => {
+    const pareto = ponasCharts.pareto;
+    pareto.data.datasets[0].data = [{x: 1.2e6, y: 5.830}, {x: 1.21e6, y: 5.8325}, {x: 1.23e6, y: 5.836}];
+    pareto.data.datasets[1].data = [];
+    pareto.update("none");
+    return pareto.scales.y.ticks.map((t) => String(t.label));
+}"""
+
+
+def assert_pareto_ticks_apart_for_close_scores(page) -> None:
+    labels = page.evaluate(PARETO_CLOSE)
+    assert len(labels) >= 3, labels
+    assert len(set(labels)) == len(labels), f"the Pareto y axis repeats a label: {labels}"
+    assert all(5.82 <= float(label) <= 5.84 for label in labels), labels
+
+
 def assert_tick_labels_distinct(page) -> None:
     charts = chart_axes(page)
     assert {"stage1-chart", "stage2-chart", "heatmap", "pareto-chart"} <= set(charts), charts
@@ -175,6 +192,10 @@ def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
     assert download.value.suggested_filename.endswith(".csv")
     page.click('#heatmap-card [data-mode="loss"]')
     page.click('#heatmap-card [data-mode="accuracy"]')
+    # what an entry is and how certain, with this run's numbers
+    fidelity = page.inner_text("#table-fidelity")
+    assert "averaged over 2 sampled suffixes" in fidelity, fidelity
+    assert "± is its standard error over those suffixes" in fidelity, fidelity
 
     # the deploy panel: the best network first, a smaller one when the budget drops
     page.wait_for_function(
@@ -182,6 +203,16 @@ def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
     )
     best = page.get_attribute("#arch-row", "data-choices")
     best_macs = page.inner_text("#sel-macs")
+    # the predicted score with its standard error, and what kind of number it is
+    run = SearchRun.objects.get()
+    exact = solve(accuracy_table(run), {})
+    assert json.loads(best) == exact.choices
+    assert exact.score_stderr is not None
+    assert page.inner_text("#sel-score") == f"{exact.score:.3f} ± {exact.score_stderr:.3f}"
+    assert page.inner_text("#sel-score-note") == (
+        f"Sum of {space.num_layers} table entries ± its standard error: a score that ranks "
+        "this table's networks, not a test accuracy (building the network measures that)."
+    )
     assert page.evaluate("ponasCharts.pareto.data.datasets[0].data.length") >= 2
     # every axis of every chart labels its ticks apart, with the decimals the step needs
     assert_tick_labels_distinct(page)
@@ -273,6 +304,7 @@ def test_user_searches_reads_the_heatmap_picks_a_budget_and_downloads_a_network(
             assert_tick_labels_distinct(page)
             page.evaluate(TIGHT_DATA)  # the values of issue 21: a few tenths of a percent apart
             assert_tick_labels_distinct(page)
+            assert_pareto_ticks_apart_for_close_scores(page)
         if shot:
             save_screenshot(page, shot)
 

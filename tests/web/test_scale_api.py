@@ -45,7 +45,9 @@ def test_the_run_page_says_how_many_validation_images_scored_each_entry(client, 
     store_table(run, table_with_stderr())
     client.force_login(alice)
     page = client.get(f"/runs/{run.pk}/").content.decode()
-    assert 'scored on <span id="validation-images">300</span> validation images' in page
+    assert (
+        'on <b id="validation-images">300</b> held-out images, the whole validation split' in page
+    )
 
 
 def test_the_plan_estimates_a_search_before_it_runs_and_creates_nothing(api):

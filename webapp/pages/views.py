@@ -34,7 +34,7 @@ from webapp.runs.serializers import (
     SearchRunDetailSerializer,
     SearchRunSerializer,
 )
-from webapp.runs.tables import accuracy_table
+from webapp.runs.tables import accuracy_table, fidelity
 from webapp.runs.tracking import event_files
 
 PAGE_SIZE = 20
@@ -194,8 +194,8 @@ def run_detail(request, pk: int):
             "stage2": stage2,
             "stage2_scored": sum(r["scored"] for r in stage2),
             "stage2_total": sum(r["total"] for r in stage2),
-            # how many validation images scored each entry (recorded in the table's meta)
-            "validation": (run.table_meta or {}).get("validation"),
+            # what an entry is and how certain: suffixes, images, standard errors, close calls
+            "fidelity": fidelity(run) if run.has_table else None,
             "deployments": deployments,
             "has_events": bool(event_files(run)),
             "formats": FORMATS,

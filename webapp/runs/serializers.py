@@ -540,7 +540,15 @@ class SelectionSerializer(serializers.Serializer):
     """A chosen network: what ``ponas deploy --json`` prints."""
 
     choices = serializers.ListField(child=serializers.CharField())
-    score = serializers.FloatField(help_text="sum over layers of A[l][c_l]")
+    score = serializers.FloatField(
+        help_text="sum over layers of A[l][c_l]: a score that ranks the networks of this "
+        "table, not a test accuracy"
+    )
+    score_stderr = serializers.FloatField(
+        allow_null=True,
+        help_text="standard error of score: sqrt of the sum of the chosen entries' squared "
+        "standard errors; null when the table does not record all of them",
+    )
     loss = serializers.FloatField(help_text="sum over layers of max A[l] - A[l][c_l]")
     cost = serializers.DictField(child=serializers.FloatField())
 

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from threading import Lock
 from typing import Any
 
-from ponas.table import FORMAT, AccuracyTable
+from ponas.table import FORMAT, AccuracyTable, TableError
 from webapp.runs.models import DeviceProfile, SearchRun, TableEntry
 
 CACHE_SIZE = 64
@@ -121,3 +121,47 @@ def store_table(run: SearchRun, table: AccuracyTable, worker: str = "") -> None:
     run.path = table.path
     run.table_meta = table.meta
     run.save(update_fields=["space", "base_cost", "path", "table_meta"])
+
+
+def fidelity(run: SearchRun) -> dict[str, Any]:
+    """What one entry of a finished run's table is and how certain it is, for the run page.
+
+    ``score``: what an entry measures (the search's ``score`` setting: accuracy, the default
+    and what tables before that setting hold, or likelihood);
+    ``suffixes``: how many sampled suffixes each entry is averaged over (the search's
+    ``suffix_samples``, from the table's meta, else the run's settings; ``None`` if neither
+    says); ``validation``: the table's ``meta.validation`` (``images``, ``drawn``, ...);
+    ``has_stderr``: whether the table records standard errors; ``close_calls``: the layers
+    whose best and second-best entries are within their combined standard error. ``None``
+    when the stored rows do not make a valid table (the API's table endpoint says why).
+    """
+    try:
+        table = accuracy_table(run)
+    except TableError:
+        return None
+    config = table.meta.get("config")
+    suffixes = config.get("suffix_samples") if isinstance(config, dict) else None
+    if suffixes is None:
+        suffixes = _run_setting(run, "suffix_samples")
+    validation = table.meta.get("validation")
+    score = config.get("score") if isinstance(config, dict) else None
+    return {
+        "score": score or "accuracy",
+        "suffixes": suffixes,
+        "validation": validation if isinstance(validation, dict) else {},
+        "has_stderr": table.stderr is not None,
+        "close_calls": table.close_calls(),
+    }
+
+
+def _run_setting(run: SearchRun, key: str) -> Any:
+    """One of the run's search settings (its preset's, with the run's overrides), or None when
+    the preset or the overrides no longer resolve (a preset renamed since the run)."""
+    from ponas.search.config import resolve
+
+    try:
+        return getattr(
+            resolve(run.preset, {key: run.config[key]} if key in run.config else {})[1], key
+        )
+    except (ValueError, KeyError, TypeError, OSError):
+        return None

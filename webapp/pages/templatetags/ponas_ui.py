@@ -57,3 +57,11 @@ def get(mapping, key):
 def as_json(value) -> str:
     """Indented JSON (autoescaped by the template like any text)."""
     return json.dumps(value, indent=2, sort_keys=True)
+
+
+@register.filter
+def points(value, digits: int = 2) -> str:
+    """A difference of fractions in percentage points: ``0.0042`` -> ``0.42``."""
+    if value is None or value == "":
+        return "—"
+    return f"{100 * float(value):.{int(digits)}f}"
