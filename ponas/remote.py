@@ -28,7 +28,10 @@ from ponas import __version__
 from ponas.files import atomic_write
 
 CONFIG_ENV = "PONAS_REMOTE_CONFIG"
-TIMEOUT_S = 30.0  # per socket operation; a long download only needs data to keep coming
+# Seconds a request may wait for each answer (per socket operation: a long download only needs
+# data to keep coming). Generous: a server's first request imports torch, which took 40 s on a
+# busy 2-core machine.
+TIMEOUT_ENV, TIMEOUT_S = "PONAS_REMOTE_TIMEOUT", 120.0
 CHUNK = 1 << 20
 
 
@@ -205,13 +208,27 @@ def _http_error(exc: urllib.error.HTTPError, url: str, base: str) -> RemoteError
     return RemoteError(f"{url} answered {exc.code} {exc.reason}{hint}")
 
 
+def _timeout_setting() -> float:
+    """``$PONAS_REMOTE_TIMEOUT`` seconds, else :data:`TIMEOUT_S`."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if not text:
+        return TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 1e6:
+        raise RemoteError(f"{TIMEOUT_ENV}={text!r}: expected seconds, e.g. {TIMEOUT_S:g}")
+    return value
+
+
 class Client:
     """Requests to one server, with a token (none for signing in)."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = TIMEOUT_S) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout: float | None = None) -> None:
         self.url = base_url(url)
         self.token = token
-        self.timeout = timeout
+        self.timeout = timeout or _timeout_setting()
 
     @classmethod
     def from_config(cls, path: Path | None = None) -> Client:

@@ -137,6 +137,16 @@ def test_commands_before_signing_in_say_how_to(config, capsys):
     assert err == "ponas: error: not signed in to a server: run `ponas remote login URL`\n"
 
 
+def test_a_bad_timeout_setting_is_named(live_server, config, capsys, monkeypatch):
+    monkeypatch.setenv("PONAS_REMOTE_TIMEOUT", "soon")
+    Session(live_server.url, "token").save(config)
+    status, _, err = ponas(capsys, "remote", "runs")
+    assert (status, err) == (
+        2,
+        "ponas: error: PONAS_REMOTE_TIMEOUT='soon': expected seconds, e.g. 120\n",
+    )
+
+
 def test_an_unreachable_server_is_named(config, capsys, monkeypatch):
     url = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("PONAS_PASSWORD", "secret")
@@ -258,13 +268,17 @@ def test_signing_out_forgets_the_token(signed_in, config, capsys):
 
 
 @pytest.mark.slow
-def test_a_script_searches_through_a_worker_then_downloads_a_network(signed_in, tmp_path, capsys):
+def test_a_script_searches_through_a_worker_then_downloads_a_network(
+    signed_in, tmp_path, capsys, monkeypatch
+):
+    # the live server's first run imports torch while the worker starts: minutes on a busy CI
+    monkeypatch.setenv("PONAS_REMOTE_TIMEOUT", "600")
     pool = Workers(1, tmp_path)
     try:
         sets = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
         status, out, err = ponas(capsys, "remote", "search", "--preset", "digits", *sets, "--wait")
-        run = SearchRun.objects.get()
         assert status == 0, f"{out}\n{err}\n{pool.output()}"
+        run = SearchRun.objects.get()
         assert out.splitlines() == [
             f"started run {run.pk} (digits search) in queue gpu",
             f"run {run.pk} succeeded: path {' '.join(run.path)}",
@@ -292,8 +306,8 @@ def test_a_script_searches_through_a_worker_then_downloads_a_network(signed_in, 
             "--download",
             str(folder),
         )
-        deployment = Deployment.objects.get()
         assert status == 0, f"{out}\n{err}\n{pool.output()}"
+        deployment = Deployment.objects.get()
         assert out.splitlines()[:2] == [
             f"started deployment {deployment.pk} of run {run.pk}: {' '.join(deployment.choices)}",
             f"deployment {deployment.pk} succeeded",
