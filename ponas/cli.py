@@ -1,4 +1,5 @@
-"""The ``ponas`` command: describe, search, deploy, evaluate, convert, profile.
+"""The ``ponas`` command: describe, search, deploy, evaluate, convert, profile, and ``remote``
+(the same jobs against a server: ponas/remote_commands.py).
 
 Every command prints a one-line ``ponas: error: ...`` and exits with status 2 on bad input
 (unknown model, malformed file, impossible budget), never a traceback.
@@ -606,6 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="where to write lut.json")
     p.set_defaults(func=cmd_profile)
+
+    from ponas.remote_commands import add_remote_parser  # it builds on this module's names
+
+    add_remote_parser(sub)
     return parser
 
 
@@ -626,4 +631,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m ponas.cli`: run the imported module, whose CommandError `remote` raises
+    from ponas.cli import main as imported_main
+
+    sys.exit(imported_main())
