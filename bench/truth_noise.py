@@ -9,13 +9,15 @@ expected to rank the networks better than the ground truth agrees with itself:
     python bench/table_fidelity.py --cache var/fidelity-truth.json --out var/fidelity-base.json
     python bench/truth_noise.py var/fidelity-base.json --cache var/fidelity-truth.json
 
-``--quick`` measures the first budget's first three networks with one epoch (a smoke test).
+Without a fidelity run it draws ``--networks`` networks of the preset's space at random (no
+cost band). ``--quick`` measures three networks with one epoch (a smoke test, ``make bench``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -28,13 +30,17 @@ from table_fidelity import tau, train_from_scratch  # noqa: E402
 
 from ponas.files import atomic_write_text  # noqa: E402
 from ponas.search import make_context  # noqa: E402
-from ponas.space import SearchSpace  # noqa: E402
+from ponas.space import SearchSpace, load_space  # noqa: E402
 from ponas.table import AccuracyTable  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("fidelity", help="the --out JSON of a bench/table_fidelity.py run")
+    parser.add_argument(
+        "fidelity", nargs="?", help="the --out JSON of a bench/table_fidelity.py run"
+    )
+    parser.add_argument("--preset", default="shapes", help="without a fidelity run")
+    parser.add_argument("--networks", type=int, default=10, help="without a fidelity run")
     parser.add_argument("--init-seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cache", help="the ground-truth cache shared with table_fidelity.py")
     parser.add_argument("--boot", type=int, default=1000)
@@ -42,16 +48,29 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    run = json.loads(Path(args.fidelity).read_text())
-    ran = run["args"]
+    if args.fidelity:
+        run = json.loads(Path(args.fidelity).read_text())
+        ran = run["args"]
+        table = AccuracyTable.from_dict(next(iter(run["tables"].values())))
+        space: SearchSpace = table.search_space()
+        dataset = table.meta["dataset"]
+        budgets = run["budgets"]
+    else:  # networks drawn at random from the preset's space, in one row
+        ran = {"preset": args.preset, "epochs": 3, "lr": 0.1}
+        space, dataset = load_space(args.preset), None
+        rng = random.Random(0)
+        allowed = [
+            [j for j, c in enumerate(space.candidates) if space.allowed(i, c)]
+            for i in range(space.num_layers)
+        ]
+        pool = [[rng.choice(row) for row in allowed] for _ in range(args.networks)]
+        budgets = [{"budget": float("nan"), "pool": pool}]
+    dataset = dataset or space.dataset
     epochs = 1 if args.quick else ran["epochs"]
-    table = AccuracyTable.from_dict(next(iter(run["tables"].values())))
-    space: SearchSpace = table.search_space()
-    dataset = table.meta["dataset"]
     data = make_context(ran["preset"], {"seed": 0}).data  # the fidelity bench's fixed split
     cache_file = Path(args.cache) if args.cache else None
     cache = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
-    budgets = run["budgets"][:1] if args.quick else run["budgets"]
+    budgets = budgets[:1] if args.quick else budgets
     t0 = time.perf_counter()
 
     def truth(arch: list[int], init_seed: int) -> float:
@@ -83,6 +102,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for b in budgets:
         pool = b["pool"][:3] if args.quick else b["pool"]
+        label = "any" if b["budget"] != b["budget"] else f"{b['budget'] / 1e6:.2f}M"
         acc = np.array([[truth(a, s) for a in pool] for s in args.init_seeds])
         n = len(pool)
         for i in range(1, len(args.init_seeds)):
@@ -93,7 +113,7 @@ def main() -> None:
             lo, hi = np.percentile(boots, [2.5, 97.5])
             diff = np.abs(x - y)
             print(
-                f"{b['budget'] / 1e6:>7.2f}M {n:>8} {f'{args.init_seeds[0]},{args.init_seeds[i]}':>7} "
+                f"{label:>8} {n:>8} {f'{args.init_seeds[0]},{args.init_seeds[i]}':>7} "
                 f"{tau(x, y):>7.3f} {f'[{lo:.3f}, {hi:.3f}]':>16} "
                 f"{100 * diff.mean():>10.1f}p {100 * diff.max():>9.1f}p",
                 flush=True,
