@@ -426,7 +426,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
     """--preset | --cfg and the setting flags, shared by `search` and `plan`."""
-    from ponas.data import DATASETS
+    from ponas.catalog import DATASETS
 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="imagenet, cifar10, digits, shapes, or a space YAML")

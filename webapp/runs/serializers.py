@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from ponas.search import ConfigError, SearchConfig, resolve
+from ponas.search.config import ConfigError, SearchConfig, resolve
 from ponas.solve import Infeasible, solve
 from ponas.space import SpaceError, preset_names
 from ponas.table import COST_KINDS
