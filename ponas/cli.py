@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ponas.files import DEFAULT_FORMATS, FORMATS
 from ponas.units import format_cost, format_count
 
 EXIT_USAGE = 2
@@ -372,8 +373,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not args.supernet:
             raise CommandError("--export needs --supernet supernet.pt (the weights to inherit)")
         from ponas.deploy import specialize
-        from ponas.export import export_all
+        from ponas.export import check_formats, export_all
 
+        try:  # before the build: a missing package should not cost a fine-tuning run
+            formats = check_formats([f.strip() for f in args.formats.split(",") if f.strip()])
+        except ValueError as exc:
+            raise CommandError(f"--formats: {exc}") from None
         overrides: dict[str, Any] = {}
         if args.dataset_dir:
             overrides["dataset_dir"] = args.dataset_dir
@@ -391,7 +396,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             )
         finally:
             bars.close()
-        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
         written = export_all(
             model,
             args.export,
@@ -512,7 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--finetune-epochs", type=int, default=0, help="fine-tune after inheriting (default 0)"
     )
     p.add_argument(
-        "--formats", default="pt,torchscript,onnx", help="comma-separated: pt, torchscript, onnx"
+        "--formats",
+        default=",".join(DEFAULT_FORMATS),
+        help=f"comma-separated, of {', '.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)}; "
+        "pt2: a torch.export program; torchscript: legacy, only when asked for)",
     )
     p.add_argument(
         "--dataset-dir", help="dataset folder for fine-tuning and evaluation (cifar10, imagefolder)"

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from ponas.files import DEFAULT_FORMATS
 from ponas.search.config import ConfigError, SearchConfig, resolve
 from ponas.solve import Infeasible, solve
 from ponas.space import SpaceError, preset_names
@@ -400,7 +401,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
                     ]
                 }
             )
-        attrs["formats"] = [f for f in FORMATS if f in attrs.get("formats", FORMATS)]
+        attrs["formats"] = [f for f in FORMATS if f in attrs.get("formats", DEFAULT_FORMATS)]
         budgets = {
             kind: attrs[f"max_{kind}"]
             for kind in COST_KINDS

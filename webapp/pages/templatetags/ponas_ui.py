@@ -8,6 +8,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
+from ponas.files import LEGACY_FORMATS
 from ponas.units import format_cost
 
 register = template.Library()
@@ -57,3 +58,9 @@ def get(mapping, key):
 def as_json(value) -> str:
     """Indented JSON (autoescaped by the template like any text)."""
     return json.dumps(value, indent=2, sort_keys=True)
+
+
+@register.filter
+def legacy_format(fmt: str) -> bool:
+    """An export format kept for old runtimes only (TorchScript): offered, not checked."""
+    return fmt in LEGACY_FORMATS
