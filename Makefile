@@ -4,14 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast test-slow screenshots lint format bench clean
+.PHONY: run test test-fast test-slow screenshots lint format bench lock clean
 
+# Everything (web, worker, ONNX, tracking, dev tools) at the versions of requirements.lock.
 # Re-install only when the dependency list changes (idempotent, fast when up to date).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -q -c requirements.lock -e '.[all,dev]'
 	touch $(STAMP)
+
+# Regenerate requirements.lock after changing a dependency in pyproject.toml (README: Install);
+# pip-compile comes with the dev tools of an existing .venv (not through $(STAMP): the old lock
+# may contradict the new ranges).
+lock:
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile pyproject.toml  # [tool.pip-tools]
 
 # Local development settings, explicitly: production (DEBUG off, SECRET_KEY required) is the default.
 run: $(STAMP)

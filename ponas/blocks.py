@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ponas.space import Candidate, SearchSpace
+from ponas.space import Candidate, SearchSpace, se_channels
 
 
 @cache
@@ -74,11 +74,6 @@ def conv_bn_act(
         nn.BatchNorm2d(cout),
         nn.ReLU6(inplace=True),
     )
-
-
-def se_channels(hidden: int, reduction: int, min_channels: int) -> int:
-    """Squeeze width: hidden / reduction, but at least ``min_channels``."""
-    return max(min_channels, hidden // reduction)
 
 
 class SqueezeExcite(nn.Module):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ponas.files import DEFAULT_FORMATS, FORMATS
 from ponas.units import format_cost, format_count
 
 EXIT_USAGE = 2
@@ -380,8 +381,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not args.supernet:
             raise CommandError("--export needs --supernet supernet.pt (the weights to inherit)")
         from ponas.deploy import specialize
-        from ponas.export import export_all
+        from ponas.export import check_formats, export_all
 
+        try:  # before the build: a missing package should not cost a fine-tuning run
+            formats = check_formats([f.strip() for f in args.formats.split(",") if f.strip()])
+        except ValueError as exc:
+            raise CommandError(f"--formats: {exc}") from None
         overrides: dict[str, Any] = {}
         if args.dataset_dir:
             overrides["dataset_dir"] = args.dataset_dir
@@ -404,7 +409,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             bars.done(None)  # the deployment's own MLflow run (if any) ends here
         finally:
             bars.close()
-        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
         written = export_all(
             model,
             args.export,
@@ -441,7 +445,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def _search_arguments(p: argparse.ArgumentParser) -> None:
     """--preset | --cfg and the setting flags, shared by `search` and `plan`."""
-    from ponas.data import DATASETS
+    from ponas.catalog import DATASETS
 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--preset", help="imagenet, cifar10, digits, shapes, or a space YAML")
@@ -530,7 +534,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--finetune-epochs", type=int, default=0, help="fine-tune after inheriting (default 0)"
     )
     p.add_argument(
-        "--formats", default="pt,torchscript,onnx", help="comma-separated: pt, torchscript, onnx"
+        "--formats",
+        default=",".join(DEFAULT_FORMATS),
+        help=f"comma-separated, of {', '.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)}; "
+        "pt2: a torch.export program; torchscript: legacy, only when asked for)",
     )
     p.add_argument(
         "--tensorboard",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ponas.space import Candidate, SearchSpace, conv_out_size
+from ponas.space import Candidate, SearchSpace, conv_out_size, se_channels
 
 if TYPE_CHECKING:
     from ponas.table import AccuracyTable
@@ -57,8 +57,6 @@ def mbconv_cost(
     se_min_channels: int = 8,
 ) -> Cost:
     """Cost of one MBConv block (see :class:`ponas.blocks.MBConv`)."""
-    from ponas.blocks import se_channels
-
     hidden = cin * expansion
     out_size = conv_out_size(in_size, stride, kernel)
     total = Cost()

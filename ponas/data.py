@@ -35,6 +35,16 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from ponas.catalog import (
+    BUILTIN_DATASETS,
+    DATASET_CHANNELS,
+    DATASETS,
+    DIGITS_TEST_FRACTION,
+    DIGITS_TEST_SEED,
+    PREFETCH_BATCHES,
+    DatasetError,
+    val_count,
+)
 from ponas.train import epoch_seed
 
 __all__ = [
@@ -55,15 +65,6 @@ __all__ = [
     "targets",
 ]
 
-DATASETS = ("digits", "cifar10", "imagefolder", "shapes")
-BUILTIN_DATASETS = ("digits", "shapes")  # need no folder: bundled or generated in memory
-# input channels of the datasets that fix them (an image folder has as many as mean/std give)
-DATASET_CHANNELS = {"digits": 1, "shapes": 1, "cifar10": 3}
-
-# The digits test split must not move when the user changes the search seed, or accuracies of
-# runs with different seeds would be measured on different images.
-DIGITS_TEST_SEED = 12345
-DIGITS_TEST_FRACTION = 0.2
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -84,10 +85,6 @@ _CIFAR_BATCH_RE = re.compile(r"^data_batch_(\d+)$")
 # Augmentation callables take an unnormalized NCHW batch (uint8, or float in [0, 1]) and the
 # loader's generator, and return a batch of the same dtype.
 Augment = Callable[[Tensor, "torch.Generator | None"], Tensor]
-
-
-class DatasetError(ValueError):
-    """A dataset is missing or malformed; the message names the path and what was expected."""
 
 
 def _one_line(exc: BaseException) -> str:
@@ -441,10 +438,6 @@ class BatchLoader:
         )
 
 
-# Batches each worker process keeps decoded ahead of the training step.
-PREFETCH_BATCHES = 4
-
-
 class _Batches:
     """The batch sampler of one epoch: this rank's share of each global batch, as item indices
     (with their augmentation seeds), listed only as the DataLoader asks for them. A persistent
@@ -565,36 +558,6 @@ def stratified_subset(labels: Tensor, size: int, seed: int) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _val_count(val_size: int | float, n: int, where: str) -> int:
-    """Number of validation examples out of ``n`` training examples."""
-    if n < 2:
-        raise DatasetError(
-            f"{where}: the training data has {n} example(s); expected at least 2 to hold out "
-            "a validation split"
-        )
-    if isinstance(val_size, bool) or not isinstance(val_size, numbers.Real):
-        raise DatasetError(
-            f"{where}: val_size={val_size!r}: expected a number of validation examples (int) "
-            "or a fraction in (0, 1) (float)"
-        )
-    if isinstance(val_size, numbers.Integral):
-        k = int(val_size)
-        if not 1 <= k <= n - 1:
-            raise DatasetError(
-                f"{where}: val_size={k} does not fit the {n} training examples; expected "
-                f"1..{n - 1} (at least one example must stay for training) or a fraction in (0, 1)"
-            )
-        return k
-    frac = float(val_size)
-    if not 0.0 < frac < 1.0:
-        raise DatasetError(
-            f"{where}: val_size={val_size!r}: a float is a fraction and must be in (0, 1); "
-            "give an int for a number of examples"
-        )
-    # Tiny datasets: keep at least one example on each side rather than failing.
-    return min(max(round(frac * n), 1), n - 1)
-
-
 def _split(n: int, k: int, seed: int) -> tuple[Tensor, Tensor]:
     """Seeded split of ``range(n)`` into (rest, first k of the permutation), both sorted."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
@@ -660,7 +623,7 @@ def _load_digits(
     n = labels.numel()
     n_test = round(DIGITS_TEST_FRACTION * n)
     trainval, test_idx = _split(n, n_test, DIGITS_TEST_SEED)
-    k = _val_count(val_size, trainval.numel(), "digits")
+    k = val_count(val_size, trainval.numel(), "digits")
     train_pos, val_pos = _split(trainval.numel(), k, seed)
     base = TensorImageDataset(
         images,
@@ -785,7 +748,7 @@ def _load_cifar10(
     # Kept as uint8 at 32x32 (150 MB for the full set); resizing happens per batch.
     train_x = torch.from_numpy(train_data).reshape(-1, 3, 32, 32)
     test_x = torch.from_numpy(test_data).reshape(-1, 3, 32, 32)
-    k = _val_count(val_size, train_x.shape[0], str(folder))
+    k = val_count(val_size, train_x.shape[0], str(folder))
     train_idx, val_idx = _split(train_x.shape[0], k, seed)
     common = dict(input_size=input_size, mean=mean, std=std, classes=CIFAR10_CLASSES)
     base = TensorImageDataset(train_x, torch.from_numpy(train_labels), **common)
@@ -941,7 +904,7 @@ def _load_imagefolder(
     normalize = [T.ToTensor(), T.Normalize(mean, std)]
     train_tf = T.Compose([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip(), *normalize])
     eval_tf = _eval_transform(input_size, mean, std)
-    k = _val_count(val_size, len(train_folder.samples), str(root / "train"))
+    k = val_count(val_size, len(train_folder.samples), str(root / "train"))
     train_idx, val_idx = _split(len(train_folder.samples), k, seed)
     train_idx, val_idx = train_idx.tolist(), val_idx.tolist()
     return DataSplits(

@@ -18,9 +18,19 @@ CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_RUN_FILE = "mlflow-run.json"
 
-# export formats of a specialized network and the file each is written to
-FORMATS = ("pt", "torchscript", "onnx")
-FILENAMES = {"pt": "model.pt", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+# Export formats of a specialized network and the file each is written to: ``pt`` the
+# checkpoint bundle, ``pt2`` a torch.export program, ``onnx`` ONNX (torch's dynamo exporter),
+# ``torchscript`` a traced TorchScript module. TorchScript is legacy (deprecated upstream; for
+# runtimes that load nothing else): written only when asked for, never by default.
+FORMATS = ("pt", "pt2", "onnx", "torchscript")
+LEGACY_FORMATS = ("torchscript",)
+DEFAULT_FORMATS = tuple(f for f in FORMATS if f not in LEGACY_FORMATS)
+FILENAMES = {
+    "pt": "model.pt",
+    "pt2": "model.pt2",
+    "onnx": "model.onnx",
+    "torchscript": "model.torchscript.pt",
+}
 MODEL_CARD_FILE = "model_card.md"
 
 

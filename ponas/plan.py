@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ponas.catalog import DIGITS_TEST_FRACTION, PREFETCH_BATCHES, val_count
 from ponas.search.config import SearchConfig, resolve
 from ponas.space import Candidate, SearchSpace
 
@@ -122,12 +123,10 @@ def estimate(
     folder that is not there, ImageNet-1k's. ``device``: ``"cuda"`` or ``"cpu"`` (by default
     the one the settings ask for, CUDA for ``auto``).
     """
-    from ponas.data import _val_count
-
     space, cfg = resolve(space, overrides)
     notes: list[str] = []
     total = train_images or _dataset_size(cfg, notes)
-    n_val = _val_count(cfg.val_size if cfg.val_size < 1 else int(cfg.val_size), total, "plan")
+    n_val = val_count(cfg.val_size if cfg.val_size < 1 else int(cfg.val_size), total, "plan")
     n_train = total - n_val
     scored = min(n_val, cfg.eval_batches * cfg.batch_size)
     cuda = (device or ("cpu" if cfg.device == "cpu" else "cuda")) == "cuda"
@@ -151,8 +150,6 @@ def estimate(
 def _dataset_size(cfg: SearchConfig, notes: list[str]) -> int:
     """Training examples of the configured data set (before the validation split)."""
     if cfg.dataset == "digits":
-        from ponas.data import DIGITS_TEST_FRACTION
-
         return 1797 - round(DIGITS_TEST_FRACTION * 1797)
     if cfg.dataset == "cifar10":
         return 50_000
@@ -201,8 +198,6 @@ class _Model:
     def loader_bytes(self) -> int:
         """Decoded batches in flight: each worker's prefetch, plus the batch in use (pinned
         again on CUDA)."""
-        from ponas.data import PREFETCH_BATCHES
-
         batch = self.cfg.batch_size * self.image_bytes
         in_flight = self.cfg.num_workers * PREFETCH_BATCHES + 1 + (1 if self.cuda else 0)
         return in_flight * batch

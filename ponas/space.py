@@ -92,6 +92,12 @@ def conv_out_size(size: int, stride: int, kernel: int = 3) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
+def se_channels(hidden: int, reduction: int, min_channels: int) -> int:
+    """Squeeze width of a block's SE: hidden / reduction, but at least ``min_channels``
+    (here, beside the other shape rules, so costs are computed without torch)."""
+    return max(min_channels, hidden // reduction)
+
+
 _ALLOWED_KEYS = {
     "name",
     "description",

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ponas.data import DataSplits, RandomCropFlip, TensorImageDataset, _split, _val_count
+from ponas.catalog import SHAPES_TEST, SHAPES_TRAIN, val_count
+from ponas.data import DataSplits, RandomCropFlip, TensorImageDataset, _split
 
 __all__ = ["SHAPES_CLASSES", "generate_shapes", "load_shapes"]
 
@@ -36,8 +37,6 @@ SHAPES_CLASSES = (
     "two dots",
 )
 SHAPES_SIZE = 16  # generated at the digits space's input size; other sizes are resized
-SHAPES_TRAIN = 10_000  # train + validation
-SHAPES_TEST = 4_000
 # The images are fixed: the same seed for every run, another for the test split.
 SHAPES_SEED = 20240518
 SHAPES_TEST_SEED = 12345
@@ -130,7 +129,7 @@ def load_shapes(
     base = TensorImageDataset(
         torch.from_numpy(train_x).unsqueeze(1), torch.from_numpy(train_y), **common
     )
-    k = _val_count(val_size, SHAPES_TRAIN, "shapes")
+    k = val_count(val_size, SHAPES_TRAIN, "shapes")
     train_idx, val_idx = _split(SHAPES_TRAIN, k, seed)
     augment = RandomCropFlip(padding=1, flip=False)  # one-pixel shifts; flips change triangles
     return DataSplits(

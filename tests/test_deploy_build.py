@@ -1,6 +1,9 @@
 """Specialize (inherit, recalibrate, fine-tune, evaluate), export, and `ponas deploy`."""
 
+import copy
 import json
+import sys
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -10,7 +13,15 @@ import torch
 from ponas.cli import main
 from ponas.data import load_dataset, make_loader
 from ponas.deploy import specialize
-from ponas.export import export_all, load_bundle
+from ponas.export import (
+    ExportError,
+    export_all,
+    export_onnx,
+    export_program,
+    load_bundle,
+    trace,
+)
+from ponas.files import FORMATS
 from ponas.solve import solve
 from ponas.table import AccuracyTable
 
@@ -59,11 +70,15 @@ def test_finetuning_reports_progress_and_changes_weights(tiny_search):
     assert any(k.endswith("weight") for k in changed)
 
 
-def test_exported_bundle_torchscript_and_onnx_predict_the_same(tiny_search, tmp_path):
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")  # legacy
+def test_exported_bundle_program_onnx_and_legacy_torchscript_predict_the_same(
+    tiny_search, tmp_path
+):
     out, table, _ = tiny_search
     net, metrics = specialize(out / "supernet.pt", table.path, overrides={"val_size": 64})
-    files = export_all(net, tmp_path, metrics=metrics, predicted_score=1.0)
-    assert set(files) == {"pt", "torchscript", "onnx", "model_card"}
+    files = export_all(net, tmp_path, FORMATS, metrics=metrics, predicted_score=1.0)
+    assert set(files) == {"pt", "pt2", "onnx", "torchscript", "model_card"}
+    assert files["pt2"].name == "model.pt2"
 
     data = load_dataset("digits", input_size=16, mean=[0.5], std=[0.5], val_size=64)
     x, _ = next(iter(make_loader(data.test, 32, shuffle=False)))
@@ -71,15 +86,54 @@ def test_exported_bundle_torchscript_and_onnx_predict_the_same(tiny_search, tmp_
         expected = net.eval()(x)
         bundle_model, bundle = load_bundle(files["pt"])
         from_bundle = bundle_model(x)
+        from_program = torch.export.load(files["pt2"]).module()(x)
         from_script = torch.jit.load(str(files["torchscript"]))(x)
     from_onnx = ort.InferenceSession(str(files["onnx"])).run(None, {"images": x.numpy()})[0]
     torch.testing.assert_close(from_bundle, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(from_program, expected, rtol=0, atol=1e-4)
     torch.testing.assert_close(from_script, expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(from_onnx, expected.numpy(), rtol=0, atol=1e-4)
     assert (from_onnx.argmax(1) == expected.argmax(1).numpy()).all()
     assert bundle["choices"] == table.path and bundle["metrics"]["top1"] == metrics["top1"]
     card = files["model_card"].read_text()
     assert "## Architecture" in card and f"{100 * metrics['top1']:.2f}%" in card
+
+
+def test_default_export_writes_current_formats_without_deprecation_warnings(tiny_search, tmp_path):
+    out, table, _ = tiny_search
+    net, _ = specialize(out / "supernet.pt", table.path, overrides={"val_size": 64})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = export_all(net, tmp_path)
+    assert set(files) == {"pt", "pt2", "onnx", "model_card"}  # TorchScript only when asked
+    assert not (tmp_path / "model.torchscript.pt").exists()
+    deprecations = [
+        f"{w.filename}:{w.lineno}: {w.message}"
+        for w in caught
+        if issubclass(w.category, DeprecationWarning | FutureWarning)
+    ]
+    assert deprecations == []
+    # one file each: the ONNX weights are inside the graph, not in a model.onnx.data beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.onnx",
+        "model.pt",
+        "model.pt2",
+        "model_card.md",
+    ]
+
+
+def test_an_export_that_disagrees_with_the_network_is_not_written(tiny_search, tmp_path):
+    out, table, _ = tiny_search
+    net, _ = specialize(out / "supernet.pt", table.path, overrides={"val_size": 64})
+    other = copy.deepcopy(net)
+    with torch.no_grad():  # a program of other weights than the network it claims to be
+        next(other.parameters()).add_(1.0)
+    program = trace(other)
+    with pytest.raises(ExportError, match=r"^model\.pt2: its outputs differ from PyTorch's by "):
+        export_program(tmp_path / "model.pt2", net, program)
+    with pytest.raises(ExportError, match=r"^model\.onnx: its outputs differ from PyTorch's by "):
+        export_onnx(tmp_path / "model.onnx", net, program)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_deploy_json_contract_and_budget_errors(tiny_search, capsys):
@@ -141,3 +195,31 @@ def test_deploy_rejects_a_malformed_table_in_one_line(tmp_path, capsys):
     assert main(["deploy", "--table", str(bad), "--max-macs", "1M"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ponas: error:") and str(bad) in err and err.count("\n") == 1
+
+
+def test_deploy_names_a_bad_export_format_before_building(tiny_search, tmp_path, capsys):
+    out, _, _ = tiny_search
+    args = ["deploy", "--table", str(out / "table.json"), "--max-macs", "2M",
+            "--supernet", str(out / "supernet.pt"), "--export", str(tmp_path / "export")]  # fmt: skip
+    assert main([*args, "--formats", "pt,zip"]) == 2
+    assert capsys.readouterr().err == (
+        "ponas: error: --formats: unknown export format 'zip'; choose from pt, pt2, onnx, "
+        "torchscript\n"
+    )
+    assert not (tmp_path / "export").exists()
+
+
+def test_deploy_says_which_extra_installs_onnx_when_it_is_missing(
+    tiny_search, tmp_path, capsys, monkeypatch
+):
+    out, _, _ = tiny_search
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as on `pip install ponas-studio`
+    code = main(
+        ["deploy", "--table", str(out / "table.json"), "--max-macs", "2M",
+         "--supernet", str(out / "supernet.pt"), "--export", str(tmp_path / "export")]
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "ponas: error: --formats: the onnx format needs onnxscript (not installed): "
+        "pip install 'ponas-studio[onnx]', or leave onnx out of the formats\n"
+    )

@@ -10,20 +10,66 @@ an uninterrupted one with the same seed, because every random draw is seeded fro
 ``(seed, stage, epoch or layer, candidate)`` rather than from history.
 """
 
-from ponas.search.callbacks import CallbackGroup, Cancelled, SearchCallback
-from ponas.search.checkpoint import (
-    CHECKPOINT_FORMAT,
-    SUPERNET_FORMAT,
-    load_checkpoint,
-    load_supernet,
-    save_supernet,
-)
-from ponas.search.config import ConfigError, SearchConfig, resolve
-from ponas.search.context import Context, make_context
-from ponas.search.fanout import evaluate_candidate, finish_layer
-from ponas.search.run import finalize, run_search
-from ponas.search.stage1 import run_stage1
-from ponas.search.stage2 import choose_best, search_layer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Each public name and the module that defines it. They load on first use (PEP 562) so that
+# ``from ponas.search import SearchConfig`` (plain Python: the web server validates configs with
+# it) does not import torch, which the training modules below need.
+_WHERE = {
+    "CallbackGroup": "callbacks",
+    "Cancelled": "callbacks",
+    "SearchCallback": "callbacks",
+    "CHECKPOINT_FORMAT": "checkpoint",
+    "SUPERNET_FORMAT": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_supernet": "checkpoint",
+    "save_supernet": "checkpoint",
+    "ConfigError": "config",
+    "SearchConfig": "config",
+    "resolve": "config",
+    "Context": "context",
+    "make_context": "context",
+    "evaluate_candidate": "fanout",
+    "finish_layer": "fanout",
+    "finalize": "run",
+    "run_search": "run",
+    "run_stage1": "stage1",
+    "choose_best": "stage2",
+    "search_layer": "stage2",
+}
+
+if TYPE_CHECKING:
+    from ponas.search.callbacks import CallbackGroup, Cancelled, SearchCallback
+    from ponas.search.checkpoint import (
+        CHECKPOINT_FORMAT,
+        SUPERNET_FORMAT,
+        load_checkpoint,
+        load_supernet,
+        save_supernet,
+    )
+    from ponas.search.config import ConfigError, SearchConfig, resolve
+    from ponas.search.context import Context, make_context
+    from ponas.search.fanout import evaluate_candidate, finish_layer
+    from ponas.search.run import finalize, run_search
+    from ponas.search.stage1 import run_stage1
+    from ponas.search.stage2 import choose_best, search_layer
+
+
+def __getattr__(name: str) -> Any:
+    """Load the module that defines ``name`` on first access."""
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -47,3 +93,4 @@ __all__ = [
     "save_supernet",
     "search_layer",
 ]
+assert set(__all__) == set(_WHERE), "every public name needs its module in _WHERE"

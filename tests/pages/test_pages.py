@@ -199,6 +199,19 @@ def test_succeeded_run_page_has_the_heatmap_and_the_deploy_panel(browser, alice)
     assert f'href="/api/runs/{run.pk}/table/?format=csv"' in html
 
 
+def test_deploy_panel_checks_current_formats_and_offers_torchscript_as_legacy(browser, alice):
+    run = make_finished_run(alice)
+    html = browser.get(f"/runs/{run.pk}/").content.decode()
+    boxes = re.findall(r'<input type="checkbox" name="formats" value="(\w+)"( checked)?>', html)
+    assert boxes == [
+        ("pt", " checked"),
+        ("pt2", " checked"),
+        ("onnx", " checked"),
+        ("torchscript", ""),
+    ]
+    assert 'value="torchscript"> torchscript <span class="muted small">(legacy)</span>' in html
+
+
 def test_queued_run_page_has_no_heatmap_yet_and_can_be_cancelled(browser, alice):
     run = make_run(alice)
     html = browser.get(f"/runs/{run.pk}/").content.decode()

@@ -26,7 +26,7 @@ def test_user_deploys_a_run_for_a_budget(api, finished_run, django_capture_on_co
     assert body["predicted_score"] == expected.score
     assert body["cost"] == expected.cost
     assert body["max_macs"] == 20e6
-    assert body["formats"] == ["pt", "torchscript", "onnx"]
+    assert body["formats"] == ["pt", "pt2", "onnx"]  # torchscript (legacy) only when asked
     assert body["downloads"] == {}
     assert len(callbacks) == 1  # the build task
 
@@ -41,12 +41,16 @@ def test_formats_are_kept_in_canonical_order(api, finished_run):
 @pytest.mark.parametrize(
     ("payload", "field", "message"),
     [
-        ({"formats": ["zip"]}, "formats", '"zip" is not a format; allowed: pt, torchscript, onnx'),
-        ({"formats": []}, "formats", "give at least one format: pt, torchscript, onnx"),
+        (
+            {"formats": ["zip"]},
+            "formats",
+            '"zip" is not a format; allowed: pt, pt2, onnx, torchscript',
+        ),
+        ({"formats": []}, "formats", "give at least one format: pt, pt2, onnx, torchscript"),
         (
             {"formats": "pt"},
             "formats",
-            "expected a list of formats (pt, torchscript, onnx), got str",
+            "expected a list of formats (pt, pt2, onnx, torchscript), got str",
         ),
         (
             {"finetune_epochs": -1},
@@ -104,7 +108,7 @@ def test_run_must_be_an_id(api):
 
 
 def deployment_of(run, **fields) -> Deployment:
-    fields.setdefault("formats", ["pt", "torchscript", "onnx"])
+    fields.setdefault("formats", ["pt", "pt2", "onnx"])
     return Deployment.objects.create(run=run, choices=run.path, **fields)
 
 
@@ -140,7 +144,7 @@ def test_unknown_download_format_lists_the_allowed_ones(api, finished_run):
     deployment = deployment_of(finished_run, status=Status.SUCCEEDED)
     response = api.get(f"/api/deployments/{deployment.pk}/download/zip/")
     assert response.status_code == 404
-    assert response.json() == {"error": 'unknown format "zip"; allowed: pt, torchscript, onnx'}
+    assert response.json() == {"error": 'unknown format "zip"; allowed: pt, pt2, onnx, torchscript'}
 
 
 def test_download_is_streamed_with_its_file_name(api, finished_run, settings):

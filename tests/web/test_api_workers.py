@@ -118,9 +118,9 @@ def test_a_script_searches_deploys_and_evaluates_through_two_workers(
     assert 0.0 <= deployment["measured_accuracy"] <= 1.0
     assert set(
         Artifact.objects.filter(deployment_id=deployment["id"]).values_list("kind", flat=True)
-    ) == {"pt", "torchscript", "onnx", "model_card"}
+    ) == {"pt", "pt2", "onnx", "model_card"}
     files = {}
-    for fmt, suffix in [("pt", ".pt"), ("torchscript", ".torchscript.pt"), ("onnx", ".onnx")]:
+    for fmt, suffix in [("pt", ".pt"), ("pt2", ".pt2"), ("onnx", ".onnx")]:
         response = api.get(deployment["downloads"][fmt])
         assert response.status_code == 200
         name = f"ponas-deployment-{deployment['id']}{suffix}"

@@ -12,8 +12,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from ponas.data import DATASET_CHANNELS
-from ponas.search import ConfigError, resolve
+from ponas.catalog import DATASET_CHANNELS
+from ponas.search.config import ConfigError, resolve
 from ponas.space import SpaceError, load_space, preset_names
 from webapp.runs import access, datasets
 from webapp.runs.models import Queue

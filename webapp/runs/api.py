@@ -352,7 +352,8 @@ class DeploymentViewSet(
     )
     @action(detail=True, methods=["get"], url_path=r"download/(?P<fmt>[^/.]+)")
     def download(self, request, pk=None, fmt=None):
-        """The exported network: ``pt`` (checkpoint bundle), ``torchscript`` or ``onnx``."""
+        """The exported network: ``pt`` (checkpoint bundle), ``pt2`` (torch.export program),
+        ``onnx`` or ``torchscript`` (legacy)."""
         deployment = self.get_object()
         if fmt not in FORMATS:
             return error(

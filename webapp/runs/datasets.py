@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
-from ponas.data import BUILTIN_DATASETS
+from ponas.catalog import BUILTIN_DATASETS, SHAPES_TEST, SHAPES_TRAIN
 from ponas.space import load_space
 from webapp.runs.models import Dataset
 
@@ -99,8 +99,6 @@ def data_memory_mb(preset: str, config: dict[str, Any], input_size: int) -> floa
 def _builtin_images() -> dict[str, int]:
     """Images (single-channel) of each built-in dataset, train and test together."""
     from sklearn.datasets import load_digits
-
-    from ponas.synthetic import SHAPES_TEST, SHAPES_TRAIN
 
     return {"digits": len(load_digits().images), "shapes": SHAPES_TRAIN + SHAPES_TEST}
 

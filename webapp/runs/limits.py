@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
-from ponas.search import SearchConfig
+from ponas.search.config import SearchConfig
 from webapp.runs.datasets import data_memory_mb
 
 # Longest string a user may store in a setting, a name or a dataset name (characters).

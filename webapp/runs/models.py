@@ -320,6 +320,7 @@ class Artifact(models.Model):
         SUPERNET = "supernet"
         CHECKPOINT = "checkpoint"
         PT = "pt"
+        PT2 = "pt2"
         TORCHSCRIPT = "torchscript"
         ONNX = "onnx"
         MODEL_CARD = "model_card"

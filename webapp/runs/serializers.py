@@ -11,7 +11,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from ponas.search import ConfigError, SearchConfig, resolve
+from ponas.files import DEFAULT_FORMATS
+from ponas.search.config import ConfigError, SearchConfig, resolve
 from ponas.solve import Infeasible, solve
 from ponas.space import SpaceError, preset_names
 from ponas.table import COST_KINDS
@@ -458,7 +459,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
                     ]
                 }
             )
-        attrs["formats"] = [f for f in FORMATS if f in attrs.get("formats", FORMATS)]
+        attrs["formats"] = [f for f in FORMATS if f in attrs.get("formats", DEFAULT_FORMATS)]
         budgets = {
             kind: attrs[f"max_{kind}"]
             for kind in COST_KINDS

@@ -8,6 +8,7 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
+from ponas.files import LEGACY_FORMATS
 from ponas.units import format_cost
 
 register = template.Library()
@@ -65,3 +66,9 @@ def points(value, digits: int = 2) -> str:
     if value is None or value == "":
         return "—"
     return f"{100 * float(value):.{int(digits)}f}"
+
+
+@register.filter
+def legacy_format(fmt: str) -> bool:
+    """An export format kept for old runtimes only (TorchScript): offered, not checked."""
+    return fmt in LEGACY_FORMATS
