@@ -43,6 +43,14 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=10, help="without a fidelity run")
     parser.add_argument("--init-seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--cache", help="the ground-truth cache shared with table_fidelity.py")
+    parser.add_argument(
+        "--rescore",
+        nargs="*",
+        default=[],
+        metavar="FIDELITY_JSON",
+        help="also rank the predictors of these fidelity runs (same pools) against the truth "
+        "averaged over the initialization seeds",
+    )
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true")
@@ -100,10 +108,12 @@ def main() -> None:
         f"{'mean |diff|':>11} {'max |diff|':>10}"
     )
     rng = np.random.default_rng(0)
+    mean_truth = []
     for b in budgets:
         pool = b["pool"][:3] if args.quick else b["pool"]
         label = "any" if b["budget"] != b["budget"] else f"{b['budget'] / 1e6:.2f}M"
         acc = np.array([[truth(a, s) for a in pool] for s in args.init_seeds])
+        mean_truth.append(acc.mean(axis=0))
         n = len(pool)
         for i in range(1, len(args.init_seeds)):
             x, y = acc[0], acc[i]
@@ -118,7 +128,35 @@ def main() -> None:
                 f"{100 * diff.mean():>10.1f}p {100 * diff.max():>9.1f}p",
                 flush=True,
             )
+    if args.fidelity:
+        rescore([args.fidelity, *args.rescore], mean_truth, args)
     print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+def rescore(files: list[str], mean_truth: list[np.ndarray], args: argparse.Namespace) -> None:
+    """Each run's predictors against the truth averaged over the initialization seeds: the
+    mean over its search seeds of Kendall's tau, with a 95% bootstrap interval (networks)."""
+    print(f"\npredictors against the mean of initializations {args.init_seeds}")
+    print(f"{'run':>28} {'budget':>8} {'predictor':>10} {'tau':>7} {'95% CI':>16}")
+    for file in files:
+        run = json.loads(Path(file).read_text())
+        name = Path(file).stem
+        for b, truth in zip(run["budgets"], mean_truth, strict=False):
+            n = len(truth)
+            rng = np.random.default_rng(0)
+            draws = [rng.integers(0, n, n) for _ in range(args.boot)]
+            for key in ("table", "macs", "one-shot"):
+                preds = [np.asarray(r[key]) for r in b["rows"]]
+
+                def mean_tau(idx: np.ndarray, preds: list = preds, truth=truth) -> float:
+                    return float(np.mean([tau(p[idx], truth[idx]) for p in preds]))
+
+                lo, hi = np.percentile([mean_tau(i) for i in draws], [2.5, 97.5])
+                print(
+                    f"{name:>28} {b['budget'] / 1e6:>7.2f}M {key:>10} "
+                    f"{mean_tau(np.arange(n)):>7.3f} {f'[{lo:.3f}, {hi:.3f}]':>16}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
