@@ -173,6 +173,20 @@ def test_starting_a_search_creates_a_queued_run_with_only_the_changed_settings(b
     assert run.queue == "gpu"  # the default: heavy work goes to the GPU workers
 
 
+def test_a_search_scored_by_likelihood_stores_that_setting(browser, alice):
+    post(browser, "/runs/new/", form_data(name="soft", score="likelihood", **TINY))
+    assert SearchRun.objects.get().config == {**TINY, "score": "likelihood"}
+
+
+def test_an_unknown_entry_score_is_refused_next_to_its_field(browser):
+    response = post(browser, "/runs/new/", form_data(score="loss"))
+    assert response.status_code == 200
+    assert "Select a valid choice. loss is not one of the available choices." in (
+        response.content.decode()
+    )
+    assert not SearchRun.objects.exists()
+
+
 def test_staff_can_start_a_search_on_the_default_queue(browser, alice):
     alice.is_staff = True
     alice.save()

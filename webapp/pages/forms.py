@@ -13,7 +13,7 @@ from django import forms
 from django.conf import settings
 
 from ponas.catalog import DATASET_CHANNELS
-from ponas.search.config import ConfigError, resolve
+from ponas.search.config import SCORES, ConfigError, resolve
 from ponas.space import SpaceError, load_space, preset_names
 from webapp.runs import access, datasets
 from webapp.runs.models import Queue
@@ -37,6 +37,7 @@ KNOBS: list[tuple[str, list[tuple[str, str, str]]]] = [
             ("suffix_samples", "Suffix samples", "random later layers averaged per score"),
             ("bn_batches", "BN batches", "training batches to recalibrate BatchNorm"),
             ("eval_batches", "Eval batches", "validation batches per score"),
+            ("score", "Entry score", "top-1 accuracy (the paper's) or likelihood, exp(-loss)"),
         ],
     ),
     (
@@ -107,6 +108,7 @@ class SearchForm(forms.Form):
     suffix_samples = forms.IntegerField()
     bn_batches = forms.IntegerField()
     eval_batches = forms.IntegerField()
+    score = forms.ChoiceField(choices=[(s, s) for s in SCORES])
     input_size = forms.IntegerField()
     val_size = forms.FloatField()
     seed = forms.IntegerField()
@@ -136,7 +138,8 @@ class SearchForm(forms.Form):
                 self.fields[name].label = label
                 self.fields[name].help_text = help_text
                 # the server checks the values (ponas's rules), not the browser
-                self.fields[name].widget.attrs.update({"step": "any"})
+                if not isinstance(self.fields[name], forms.ChoiceField):
+                    self.fields[name].widget.attrs.update({"step": "any"})
         for name in ("lr", "finetune_lr", "val_size"):
             self.fields[name].widget.attrs["inputmode"] = "decimal"
 
