@@ -521,7 +521,8 @@ class AccuracyTable:
 
         ``sqrt(sum_l stderr[l][c_l]**2)``: each layer's entry was measured on its own sampled
         suffixes, so their errors add as independent ones. ``None`` when the table has no
-        standard errors or one of the chosen entries has none (a single evaluation suffix).
+        standard errors or one of the chosen entries has none (a single evaluation suffix);
+        a row without any error (one distinct context, as at the last layer) adds nothing.
         """
         if self.stderr is None:
             return None
@@ -533,7 +534,13 @@ class AccuracyTable:
         unknown = [c for c in choices if c not in column]
         if unknown:
             raise TableError(f"{unknown[0]!r} is not a candidate of this table")
-        errors = [self.stderr[i][column[c]] for i, c in enumerate(choices)]
+        # A row with no error at all was evaluated in one context only (the last layer: its
+        # suffixes are all empty): it has no suffix error to add.
+        errors = [
+            self.stderr[i][column[c]]
+            for i, c in enumerate(choices)
+            if any(e is not None for e in self.stderr[i])
+        ]
         if any(e is None for e in errors):
             return None
         return math.sqrt(math.fsum(e * e for e in errors))

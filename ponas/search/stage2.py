@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import statistics
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from ponas.search.context import Context
+from ponas.search.policy import draw_suffixes, entry
 from ponas.space import SearchSpace
 from ponas.supernet import Supernet
 from ponas.train import (
@@ -73,6 +73,12 @@ def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[st
     def suffix() -> list[str]:
         return supernet.sample(rng, [""] * (layer + 1))[layer + 1 :] if n_suffix else []
 
+    # Fine-tune suffixes first (one per step, with replacement), then the evaluation ones:
+    # distinct, all of them when there are at most suffix_samples (ponas.search.policy).
+    finetune_suffixes = [suffix() for _ in range(cfg.finetune_steps)]
+    allowed = [ctx.space.allowed_candidates(i) for i in range(ctx.space.num_layers)]
+    eval_suffixes = draw_suffixes(rng, allowed, layer, cfg.suffix_samples)
+
     # Fine-tune and BN batches both start at the layer's first epoch and share the follow-on
     # epochs: those the fine-tune draws go on with, the BN draws do not reuse.
     first, more = 10_000 + 100 * layer, _epochs(layer)
@@ -82,8 +88,8 @@ def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[st
     return LayerPlan(
         layer,
         list(prefix),
-        [suffix() for _ in range(cfg.finetune_steps)],
-        [suffix() for _ in range(cfg.suffix_samples)],
+        finetune_suffixes,
+        eval_suffixes,
         finetune,
         bn,
         val,
@@ -188,7 +194,8 @@ class PrefixFeatures:
 
 class Score(NamedTuple):
     """A table entry: the mean validation score (``cfg.score``: accuracy or likelihood) over
-    the evaluation suffixes, and its standard error over them (``None`` with one suffix)."""
+    the evaluation suffixes, and its standard error over them (``None`` with one suffix, and
+    at the last layer, whose suffixes are all empty: the same network each time)."""
 
     accuracy: float
     stderr: float | None
@@ -266,9 +273,7 @@ def _score(
         with ctx.autocast():
             result = evaluate(forward, val, ctx.device, topk=(1,))
         scores.append(entry_value(result, ctx.cfg.score))
-    n = len(scores)
-    stderr = statistics.stdev(scores) / math.sqrt(n) if n > 1 else None
-    return Score(sum(scores) / n, stderr)
+    return Score(*entry(scores, distinct=len({tuple(x) for x in plan.eval_suffixes})))
 
 
 def entry_value(result: dict[str, float], score: str) -> float:

@@ -1,0 +1,1 @@
+"""External benchmarks used as evaluators (torch-free)."""
