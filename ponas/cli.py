@@ -291,6 +291,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     from ponas.search import CallbackGroup, Cancelled, run_search
     from ponas.tracking import search_trackers
 
+    if args.stage2_only or args.supernet:
+        return _stage2_only(args)
     space, overrides, out = _search_settings(args)
     name = space if isinstance(space, str) else space.name
     out = Path(out or f"runs/{Path(name).stem}")
@@ -309,9 +311,67 @@ def cmd_search(args: argparse.Namespace) -> int:
         bars.close()
     _save_with_latency(table, lut, out)
     print(f"path: {' '.join(table.path)}")
+    _print_noise(out)
     print(
         f"wrote {out / 'table.json'} and {out / 'supernet.pt'} (checkpoints in {out / 'checkpoints'})"
     )
+    return 0
+
+
+def _print_noise(out: Path) -> None:
+    """The entry noise measured for this folder's supernet, when a noise.json is there."""
+    from ponas import noise
+
+    doc = noise.load(out / noise.NOISE_FILE)
+    if doc:
+        print("entry noise (measured by ponas search --stage2-only):")
+        for line in noise.summary_lines(doc):
+            print(f"  {line}")
+
+
+def _stage2_only(args: argparse.Namespace) -> int:
+    """`ponas search --stage2-only --supernet PATH`: stage 2 again, and its entry noise
+    against the search's own table (``OUT/noise.json``) when that table is there."""
+    from ponas import noise
+    from ponas.progress import TqdmCallback
+    from ponas.search import Cancelled, run_stage2_only
+    from ponas.table import AccuracyTable
+
+    if not (args.stage2_only and args.supernet and args.out):
+        raise CommandError("--stage2-only needs --supernet PATH and --out DIR (and no --preset)")
+    if args.preset or args.cfg:
+        raise CommandError(
+            "--stage2-only takes the space and settings from --supernet; drop --preset/--cfg"
+        )
+    overrides = _set_options(args.set)
+    out = Path(args.out)
+    bars = TqdmCallback()
+    try:
+        table = run_stage2_only(args.supernet, overrides, out, bars, resume=args.resume)
+    except Cancelled:
+        print(
+            f"stopped; resume with: ponas search --stage2-only ... --out {out} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    finally:
+        bars.close()
+    print(f"path: {' '.join(table.path)}")
+    source = Path(args.supernet)
+    first = (source if source.is_dir() else source.parent.parent) / "table.json"
+    if first.is_file():
+        doc = noise.measure(AccuracyTable.load(first), table)
+        noise.save(doc, out / noise.NOISE_FILE)
+        print(
+            f"entry noise against {first} (stage2_seed {doc['stage2_seeds'][0]} vs {doc['stage2_seeds'][1]}):"
+        )
+        for line in noise.summary_lines(doc):
+            print(f"  {line}")
+        print(f"wrote {out / 'table.json'} and {out / noise.NOISE_FILE}")
+    else:
+        print(f"wrote {out / 'table.json'} (no table.json beside the supernet to compare with)")
     return 0
 
 
@@ -443,11 +503,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 # ---- the parser ----------------------------------------------------------------------------
 
 
-def _search_arguments(p: argparse.ArgumentParser) -> None:
+def _search_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     """--preset | --cfg and the setting flags, shared by `search` and `plan`."""
     from ponas.catalog import DATASETS
 
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group(required=required)
     src.add_argument("--preset", help="imagenet, cifar10, digits, shapes, or a space YAML")
     src.add_argument("--cfg", help="search.yml: 'preset' or 'space', and any training setting")
     p.add_argument("--epochs", type=int, help="stage-1 epochs")
@@ -480,7 +540,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("search", help="run both stages and write the accuracy table")
-    _search_arguments(p)
+    _search_arguments(p, required=False)
+    p.add_argument(
+        "--stage2-only",
+        dest="stage2_only",
+        action="store_true",
+        help="stage 2 again on --supernet (e.g. --set stage2_seed=1): measures entry noise",
+    )
+    p.add_argument("--supernet", help="with --stage2-only: a search's folder or its stage1.pt")
     p.add_argument("--out", help="output folder (default runs/PRESET)")
     p.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --out"

@@ -36,6 +36,7 @@ _WHERE = {
     "finish_layer": "fanout",
     "finalize": "run",
     "run_search": "run",
+    "run_stage2_only": "run",
     "run_stage1": "stage1",
     "choose_best": "stage2",
     "search_layer": "stage2",
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     from ponas.search.config import ConfigError, SearchConfig, resolve
     from ponas.search.context import Context, make_context
     from ponas.search.fanout import evaluate_candidate, finish_layer
-    from ponas.search.run import finalize, run_search
+    from ponas.search.run import finalize, run_search, run_stage2_only
     from ponas.search.stage1 import run_stage1
     from ponas.search.stage2 import choose_best, search_layer
 
@@ -90,6 +91,7 @@ __all__ = [
     "resolve",
     "run_search",
     "run_stage1",
+    "run_stage2_only",
     "save_supernet",
     "search_layer",
 ]

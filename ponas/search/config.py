@@ -59,6 +59,10 @@ class SearchConfig:
     eval_batches: int = 5
     num_workers: int = 0
     seed: int = 0
+    # The seed of stage 2's draws alone (suffixes, fine-tune batches and order, the validation
+    # subset); -1: the search seed. Another value re-runs stage 2 on the same supernet to
+    # measure how much a table entry moves between two draws (ponas/search/noise.py).
+    stage2_seed: int = -1
     device: str = "auto"  # auto | cpu | cuda
     ngpu: int = 1
     amp: bool = True  # used on CUDA only
@@ -117,8 +121,17 @@ class SearchConfig:
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.score not in SCORES:
             raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.stage2_seed < -1:
+            raise ConfigError(
+                f"stage2_seed must be -1 (the search seed) or a seed >= 0, got {self.stage2_seed}"
+            )
         if self.val_size <= 0:
             raise ConfigError(f"val_size must be positive, got {self.val_size}")
+
+    @property
+    def stage2_seeding(self) -> int:
+        """The seed stage 2 draws from: ``stage2_seed``, or the search seed when it is -1."""
+        return self.seed if self.stage2_seed < 0 else self.stage2_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

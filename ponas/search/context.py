@@ -97,7 +97,7 @@ class Context:
         if size == len(val):
             return val, {"images": size, "of": size, "drawn": "the whole validation split"}
         labels = targets(val)
-        chosen = stratified_subset(labels, size, derive_seed(self.cfg.seed, "validation"))
+        chosen = stratified_subset(labels, size, derive_seed(self.cfg.stage2_seeding, "validation"))
         info = {
             "images": size,
             "of": len(val),

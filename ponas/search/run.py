@@ -39,6 +39,43 @@ def _both_stages(ctx: Context, overrides: dict[str, Any], resume: bool):
     ckpt = latest_checkpoint(ctx.out, "stage2.pt") if resume else None
     if ckpt is None:
         ckpt = train_supernet(ctx, overrides, resume)
+    return _stage2(ctx, ckpt)
+
+
+def run_stage2_only(
+    supernet: str | Path,
+    overrides: dict[str, Any] | None = None,
+    out: str | Path = "runs/stage2",
+    callback: SearchCallback | None = None,
+    resume: bool = False,
+):
+    """Stage 2 again on the supernet that a search's stage 1 trained, into another ``out``.
+
+    ``supernet``: a search's folder or its ``checkpoints/stage1.pt``. The settings are that
+    search's, with ``overrides`` on top (e.g. ``stage2_seed``: another draw of suffixes,
+    fine-tune batches and validation subset, to measure entry noise). Stage-1 settings in
+    ``overrides`` change nothing. Returns the new :class:`ponas.table.AccuracyTable`.
+    """
+    source = Path(supernet)
+    ckpt_path = source / "checkpoints" / "stage1.pt" if source.is_dir() else source
+    if not ckpt_path.is_file():
+        raise ValueError(
+            f"--supernet {supernet}: no stage-1 checkpoint there; give a search's folder or "
+            "its checkpoints/stage1.pt (supernet.pt holds weights stage 2 already fine-tuned)"
+        )
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.get("stage") != "stage1" or ckpt["epoch"] + 1 < ckpt["config"]["epochs"]:
+        raise ValueError(f"{ckpt_path}: not a finished stage-1 checkpoint")
+    if Path(out).resolve() == ckpt_path.parent.parent.resolve():
+        raise ValueError(f"--out {out} is the supernet's own search folder; give another one")
+    space = SearchSpace.from_dict(ckpt["space"])
+    ctx = make_context(space, {**ckpt["config"], **(overrides or {})}, out, callback)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    again = latest_checkpoint(ctx.out, "stage2.pt") if resume else None
+    return reporting_failures(ctx.callback, lambda: _stage2(ctx, again or ckpt))
+
+
+def _stage2(ctx: Context, ckpt: dict[str, Any]):
     supernet = ctx.prepare(Supernet(ctx.space))
     supernet.load_state_dict(ckpt["model"])
     path, rows = list(ckpt.get("path", [])), list(ckpt.get("rows", []))

@@ -66,8 +66,10 @@ def _epochs(layer: int) -> Iterator[int]:
 def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[str]) -> LayerPlan:
     """Draw the fine-tune batches and suffixes and the evaluation suffixes for ``layer``."""
     cfg = ctx.cfg
-    torch.manual_seed(derive_seed(cfg.seed, "plan", layer))  # augmentation replays on resume
-    rng = random.Random(derive_seed(cfg.seed, "stage2", layer))
+    torch.manual_seed(
+        derive_seed(cfg.stage2_seeding, "plan", layer)
+    )  # augmentation replays on resume
+    rng = random.Random(derive_seed(cfg.stage2_seeding, "stage2", layer))
     n_suffix = ctx.space.num_layers - layer - 1
 
     def suffix() -> list[str]:
@@ -82,6 +84,9 @@ def plan_layer(ctx: Context, supernet: Supernet, layer: int, prefix: Sequence[st
     # Fine-tune and BN batches both start at the layer's first epoch and share the follow-on
     # epochs: those the fine-tune draws go on with, the BN draws do not reuse.
     first, more = 10_000 + 100 * layer, _epochs(layer)
+    if cfg.stage2_seed >= 0:  # another stage-2 draw: batches from epochs no other draw uses
+        shift = (1 + derive_seed(cfg.stage2_seed, "epochs") % 2**16) * 2**46
+        first, more = first + shift, (e + shift for e in more)
     finetune = ctx.stream("train", itertools.chain([first], more), cfg.finetune_steps)
     bn = ctx.stream("train_eval", itertools.chain([first], more), cfg.bn_batches)
     val = ValidationBatches(ctx, cfg.eval_batches)
@@ -210,7 +215,7 @@ def finetune_and_score(
     evaluated after BatchNorm recalibration of the path (prefix already recalibrated).
     """
     cfg, layer = ctx.cfg, plan.layer
-    torch.manual_seed(derive_seed(cfg.seed, "finetune", layer, candidate))
+    torch.manual_seed(derive_seed(cfg.stage2_seeding, "finetune", layer, candidate))
     # What the fine-tune may change: the candidate, the suffix, the head.
     modules = nn.ModuleList(
         [supernet.layers[layer][candidate], *supernet.layers[layer + 1 :], supernet.head]

@@ -1,0 +1,41 @@
+"""Entry noise between two stage-2 draws: the setting, the command's errors, the figures."""
+
+import pytest
+
+from ponas import noise
+from ponas.cli import main
+from ponas.search.config import ConfigError, SearchConfig
+
+
+def test_stage2_seed_defaults_to_the_search_seed_and_rejects_below_minus_one():
+    assert SearchConfig.from_dict({"seed": 7}).stage2_seeding == 7
+    assert SearchConfig.from_dict({"seed": 7, "stage2_seed": 3}).stage2_seeding == 3
+    with pytest.raises(ConfigError, match="stage2_seed must be -1"):
+        SearchConfig.from_dict({"stage2_seed": -2})
+
+
+def test_stage2_only_without_a_supernet_says_what_it_needs(capsys):
+    assert main(["search", "--stage2-only", "--out", "x"]) == 2
+    assert "--stage2-only needs --supernet PATH and --out DIR" in capsys.readouterr().err
+
+
+def test_stage2_only_refuses_a_folder_without_a_stage1_checkpoint(tmp_path, capsys):
+    code = main(["search", "--stage2-only", "--supernet", str(tmp_path), "--out", "o"])
+    assert code == 2
+    assert "no stage-1 checkpoint there" in capsys.readouterr().err
+
+
+def test_summary_says_which_layers_separate_their_candidates():
+    doc = {
+        "format": noise.NOISE_FORMAT,
+        "budget": noise.BUDGET,
+        "layers": [
+            {"layer": 0, "noise": 0.002, "spread": 0.02, "ratio": 0.1, "same_prefix": True},
+            {"layer": 1, "noise": 0.02, "spread": 0.01, "ratio": 2.0, "same_prefix": False},
+        ],
+        "agreement": [{"cost": "macs", "budget": 1, "networks": 300, "tau": 0.5}],
+    }
+    lines = noise.summary_lines(doc)
+    assert lines[0].endswith("ratio 0.10: separates its candidates")
+    assert "ratio 2.00: within noise (the two draws chose other prefixes)" in lines[1]
+    assert "Kendall tau 0.50 over 300" in lines[2]
