@@ -191,6 +191,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
     print(
         f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  "
         f"({result['examples']} images)"
@@ -199,8 +202,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"MACs {format_count(result['macs'])}  params {format_count(result['params'])}  "
         f"latency {result['latency_ms']:.2f} ms (batch 1, {result['device']}, median)"
     )
-    if args.json:
-        print(json.dumps(result))
     return 0
 
 
@@ -296,6 +297,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     space, overrides, out = _search_settings(args)
     name = space if isinstance(space, str) else space.name
     out = Path(out or f"runs/{Path(name).stem}")
+    if not args.resume and not args.overwrite and (out / "table.json").exists():
+        raise CommandError(
+            f"{out} already holds a search; add --resume to continue it, --out DIR for a new "
+            "folder, or --overwrite to replace it"
+        )
     lut = _load_lut(args.lut)
     # TensorBoard with --tensorboard, MLflow when MLFLOW_TRACKING_URI is set
     trackers = search_trackers(space, overrides, out, tensorboard=args.tensorboard)
@@ -402,6 +408,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise CommandError(
             "--tensorboard needs --export DIR: only a built network has an accuracy to log"
         )
+    if not args.export:
+        for flag, given in (
+            ("--finetune-epochs", args.finetune_epochs is not None),
+            ("--supernet", args.supernet is not None),
+            ("--formats", args.formats is not None),
+            ("--set", bool(args.set)),
+            ("--dataset-dir", args.dataset_dir is not None),
+        ):
+            if given:
+                raise CommandError(
+                    f"{flag} needs --export DIR: it only matters for a built network"
+                )
     table = AccuracyTable.load(args.table)
     if args.lut:
         from ponas.cost import load_lut, with_latency
@@ -439,12 +457,19 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     result = selection.to_dict()
     if args.export:
         if not args.supernet:
-            raise CommandError("--export needs --supernet supernet.pt (the weights to inherit)")
+            beside = Path(args.table).parent / "supernet.pt"
+            if not beside.exists():
+                raise CommandError(
+                    f"--export needs --supernet supernet.pt (the weights to inherit); "
+                    f"none beside the table at {beside}"
+                )
+            args.supernet = str(beside)
         from ponas.deploy import specialize
         from ponas.export import check_formats, export_all
 
         try:  # before the build: a missing package should not cost a fine-tuning run
-            formats = check_formats([f.strip() for f in args.formats.split(",") if f.strip()])
+            text = args.formats or ",".join(DEFAULT_FORMATS)
+            formats = check_formats([f.strip() for f in text.split(",") if f.strip()])
         except ValueError as exc:
             raise CommandError(f"--formats: {exc}") from None
         overrides: dict[str, Any] = {}
@@ -456,6 +481,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         from ponas.tracking import deploy_trackers
 
         params = {"table": args.table, "choices": " ".join(selection.choices), **budgets}
+        args.finetune_epochs = args.finetune_epochs or 0
         params["finetune_epochs"] = args.finetune_epochs
         bars = CallbackGroup(TqdmCallback(), *deploy_trackers(params, tensorboard=args.tensorboard))
         try:
@@ -525,11 +551,21 @@ def _search_arguments(p: argparse.ArgumentParser, required: bool = True) -> None
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ponas-studio")
+    except PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ponas",
         description="Progressive One-shot NAS: search once, deploy a network for any budget.",
     )
+    parser.add_argument("--version", action="version", version=f"ponas {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("describe", help="MACs, params and layers of a network")
@@ -552,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in --out"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace a search already in --out")
     p.add_argument("--lut", help="lut.json from `ponas profile`: add its latency to the table")
     p.add_argument(
         "--tensorboard", metavar="DIR", help="write TensorBoard event files (loss, table) into DIR"
@@ -593,16 +630,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the whole frontier against COST (macs, params, latency_ms)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--supernet", help="supernet.pt to inherit weights from (with --export)")
+    p.add_argument(
+        "--supernet",
+        help="with --export: supernet.pt to inherit weights from (default: beside --table)",
+    )
     p.add_argument(
         "--export", metavar="DIR", help="build, evaluate and export the network into DIR"
     )
     p.add_argument(
-        "--finetune-epochs", type=int, default=0, help="fine-tune after inheriting (default 0)"
+        "--finetune-epochs", type=int, help="with --export: fine-tune after inheriting (default 0)"
     )
     p.add_argument(
         "--formats",
-        default=",".join(DEFAULT_FORMATS),
         help=f"comma-separated, of {', '.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)}; "
         "pt2: a torch.export program; torchscript: legacy, only when asked for)",
     )
@@ -635,7 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pretrain",
         help="weights (.pth state dict, ours or the reference's layout); optional for a bundle",
     )
-    p.add_argument("--json", action="store_true", help="also print the results as JSON")
+    p.add_argument("--json", action="store_true", help="print one JSON object (no other lines)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("convert", help="weights between our layout and the reference's")
