@@ -34,18 +34,19 @@ FILENAMES = {
 MODEL_CARD_FILE = "model_card.md"
 
 
-def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], object], mode: int = 0o666) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then move it into place.
 
     A reader sees the old file or the new one, never a partial one; on any error the
     temporary file is removed and ``path`` is untouched. The file is created with mode 0o666
-    minus the umask (not tempfile's private 0o600), so a web server can serve it.
+    minus the umask (not tempfile's private 0o600), so a web server can serve it; a secret
+    passes ``mode=0o600``, so the file is never readable by others, not even for an instant.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         write(str(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

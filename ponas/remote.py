@@ -89,11 +89,11 @@ class Session:
             path.parent.mkdir(parents=True, mode=0o700)
         text = json.dumps(self.__dict__, indent=1) + "\n"
 
-        def write(tmp: str) -> None:
-            os.chmod(tmp, 0o600)  # before the token is in it
-            Path(tmp).write_text(text, encoding="utf-8")
-
-        return atomic_write(path, write)
+        # Created 0600 by os.open: a chmod after creation leaves an instant where another
+        # user's open() gets a handle that reads the token once it is written.
+        return atomic_write(
+            path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), mode=0o600
+        )
 
     @classmethod
     def load(cls, path: Path | None = None) -> Session:

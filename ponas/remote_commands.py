@@ -78,6 +78,19 @@ def cmd_login(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download_destination(folder: Path, fmt: str) -> Path:
+    """Where format ``fmt`` of a deployment is written: only a known format's file name, and
+    only inside ``folder`` (the format comes from the server's answer, which must not choose
+    where a file lands: ``"/../../x"`` would escape)."""
+    if fmt not in FILENAMES:
+        known = ", ".join(sorted(FILENAMES))
+        raise RemoteError(f"the server offered an unknown format {fmt[:40]!r}; known: {known}")
+    dest = folder / FILENAMES[fmt]
+    if not dest.resolve().is_relative_to(folder.resolve()):
+        raise RemoteError(f"{dest} is not inside --download {folder}")
+    return dest
+
+
 def cmd_logout(args: argparse.Namespace) -> int:
     session = forget()
     if session is None:
@@ -294,7 +307,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.download:
         folder = Path(args.download)
         for fmt in deployment.get("downloads") or {}:
-            dest = folder / FILENAMES.get(fmt, f"model.{fmt}")
+            dest = _download_destination(folder, fmt)
             client.download_export(deployment_id, fmt, dest)
             files[fmt] = str(dest)
         record = folder / "deployment.json"
