@@ -159,6 +159,9 @@ def _ddp_rank(rank: int, world: int, port: int, root: str, out: str) -> None:
         _check_ranks_agree(ctx, supernet, rank, world, False)
         decoded = ctx.loader("train", True, rank, world).items_loaded
         (ctx.out / f"rank{rank}.json").write_text(json.dumps({"decoded": decoded}))
+        # both ranks done before either tears gloo down (a rank that leaves first made the
+        # other abort in gloo's threads: "terminate called without an active exception")
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

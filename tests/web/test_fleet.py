@@ -92,7 +92,8 @@ def test_two_runs_queued_behind_one_worker_both_succeed_without_being_reaped(
         monkeypatch.setenv(name, value)
     settings.PONAS_HEARTBEAT_TIMEOUT = 20
     api = token_client(django_user_model)
-    config = {**TINY, "epochs": 40}
+    # 100 epochs: on an idle machine 40 trained in 13 s, shorter than the timeout
+    config = {**TINY, "epochs": 100}
     pool = workers(1)  # (a new pool purges the queues: start it first)
     ids = [
         api.post("/api/runs/", {"preset": "digits", "config": config}, format="json").json()["id"]
