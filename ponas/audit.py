@@ -248,7 +248,7 @@ def run_audit(
         for arch in [*p["pool"], p["deployed"]]:
             names = [table.candidates[j] for j in arch]
             todo += [(recipe.key(s) + "/" + ",".join(names), names, s) for s in range(seeds)]
-    todo = list(dict.fromkeys(todo))  # the deployed network may also be drawn
+    todo = list({key: (key, names, s) for key, names, s in todo}.values())  # deployed may be drawn
     store_path = Path(store) if store else None
     known: dict[str, float] = {}
     if store_path and store_path.exists():
@@ -299,6 +299,8 @@ def run_audit(
 
 def print_report(report: dict[str, Any], out=sys.stdout) -> None:
     """The report as a few aligned lines per budget."""
+    from ponas.units import format_count
+
     r = report["recipe"]
     print(
         f"audit: networks trained from scratch ({r['epochs']} epochs, lr {r['lr']}, "
@@ -306,7 +308,7 @@ def print_report(report: dict[str, Any], out=sys.stdout) -> None:
         file=out,
     )
     for f in report["budgets"]:
-        print(f"\nbudget {f['budget']:.4g} MACs: {f['networks']} of {f['matched']} "
+        print(f"\nbudget {format_count(f['budget'])} MACs: {f['networks']} of {f['matched']} "
               f"cost-matched networks", file=out)  # fmt: skip
         for name in ("tau_table", "tau_macs", "difference"):
             lo, hi = f[name + "_interval"]
