@@ -44,3 +44,26 @@ def test_sentence_says_cannot_tell_when_the_truth_disagrees_with_itself():
     )
     assert "cannot tell" in sentence({**fig, "cannot_tell": True, "seed_agreement": 0.2})
     assert percentile(0.5, [0.5]) == 50
+
+
+@pytest.mark.slow
+def test_ponas_audit_trains_the_drawn_networks_once_and_a_rerun_resumes(
+    tiny_search, tmp_path, capsys
+):
+    import json
+
+    from ponas.cli import main
+
+    out, table, _ = tiny_search
+    store = tmp_path / "truth.json"
+    args = ["audit", "--table", str(out / "table.json"), "--budgets", "1.2M"]
+    args += ["--networks", "3", "--epochs", "1", "--store", str(store), "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    (fig,) = report["budgets"]
+    assert fig["networks"] == 3 and len(fig["truth"]) == 3
+    assert all(0 <= t <= 1 for t in fig["truth"])
+    trained = json.loads(store.read_text())
+    assert 3 <= len(trained) <= 4  # the pool and the deployed network, each once
+    assert main(args) == 0  # every network is in the store: nothing is trained again
+    assert json.loads(capsys.readouterr().out)["budgets"][0]["truth"] == fig["truth"]
