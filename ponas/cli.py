@@ -721,8 +721,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write lut.json")
     p.set_defaults(func=cmd_profile)
 
+    from ponas.audit import add_audit_parser
     from ponas.remote_commands import add_remote_parser  # it builds on this module's names
 
+    add_audit_parser(sub)
     add_remote_parser(sub)
     return parser
 
