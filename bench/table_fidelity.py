@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import random
 import statistics
@@ -44,30 +43,16 @@ import torch
 import yaml
 from scipy.stats import kendalltau
 
+from ponas.audit import all_networks, table_score  # one definition: the audit's
 from ponas.deploy import specialize
 from ponas.files import atomic_write_text
 from ponas.search import load_checkpoint, make_context, run_search
 from ponas.solve import solve
 from ponas.space import SearchSpace
 from ponas.supernet import Supernet
-from ponas.table import AccuracyTable
 
 PREDICTORS = ("table", "macs", "one-shot", "inherited")
 BUDGET_FRACTIONS = (0.3, 0.55, 0.8)  # of the way from the cheapest to the dearest network
-
-
-def all_networks(table: AccuracyTable) -> tuple[list[tuple[int, ...]], np.ndarray]:
-    """Every architecture of the space (column indices per layer) and its MACs."""
-    allowed = [[j for j, a in enumerate(row) if a is not None] for row in table.accuracy]
-    archs = list(itertools.product(*allowed))
-    cost = np.asarray(table.cost["macs"], dtype=float)
-    cols = np.asarray(archs)
-    macs = table.base_cost["macs"] + cost[np.arange(len(allowed)), cols].sum(axis=1)
-    return archs, macs
-
-
-def table_score(table: AccuracyTable, arch: tuple[int, ...]) -> float:
-    return sum(table.accuracy[i][j] for i, j in enumerate(arch))
 
 
 def train_from_scratch(
