@@ -49,19 +49,24 @@ SUFFIXES = (1, 2, 4, 8, 16)
 def run_cell(bench, reps, k, noise=0.0, candidate_noise=0.0, **policy) -> dict:
     """Mean figures of one setting over ``reps`` tables, per budget."""
     per_budget: dict[str, list[dict]] = {}
-    spreads = []
+    spreads, sds = [], []
     for rep in range(reps):
         evaluator = MacroEvaluator(bench, noise, candidate_noise, seed=10_000 + rep)
         built = build_table(list(CANDIDATES), ALLOWED, evaluator, k, random.Random(rep), **policy)
         table = bench.table(built.rows, built.stderr, built.path)
         spreads += [100 * (max(r) - min(r)) for r in built.rows]
+        sds += [100 * statistics.stdev(r) for r in built.rows]
         for kind, b in budgets(bench):
             per_budget.setdefault(f"{kind}<={b:.4g}", []).append(judge(bench, table, kind, b))
     out = {
         name: {key: statistics.fmean(r[key] for r in rows) for key in rows[0]}
         for name, rows in per_budget.items()
     }
-    return {"budgets": out, "row_spread_median": statistics.median(spreads)}
+    return {
+        "budgets": out,
+        "row_spread_median": statistics.median(spreads),
+        "row_sd_median": statistics.median(sds),
+    }
 
 
 def summary(cell: dict) -> dict:
@@ -190,6 +195,13 @@ def main(argv=None) -> int:
             else "none"
         )
         print(f"  k={k:<2}: s = {largest} points; {ratio}")
+        if largest is not None:  # what `ponas search --stage2-only` measures (ponas/noise.py)
+            sd = results[f"k={k} s=0.0"]["row_sd_median"]
+            print(
+                f"        entry noise s/sqrt(k) = {largest / k**0.5:.2f} points = "
+                f"{largest / k**0.5 / sd:.2f} x the median sd of a row's exact entries "
+                f"({sd:.2f} points)"
+            )
     print(f"\n{time.perf_counter() - started:.1f} s")
     if args.json:
         args.json.write_text(json.dumps({"baselines": base, "cells": results}, indent=1))

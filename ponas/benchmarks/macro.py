@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ponas.search.policy import Context
+from ponas.search.policy import Context, Evaluator
 from ponas.table import AccuracyTable
 
 CANDIDATES = ("skip", "e3_k3", "e6_k5")  # the benchmark's codes 0, 1, 2
@@ -110,7 +110,7 @@ class MacroBenchmark:
 ALLOWED = [list(CANDIDATES)] * LAYERS
 
 
-class MacroEvaluator:
+class MacroEvaluator(Evaluator):
     """Looks the network up; adds seeded noise of sd ``noise`` per evaluation and of sd
     ``candidate_noise`` once per (layer, candidate), both in points; entries are fractions."""
 

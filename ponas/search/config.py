@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ponas.search.policy import CONTEXTS  # the layers around a stage-2 candidate
 from ponas.space import SearchSpace, load_space
 
 SCORES = ("accuracy", "likelihood")  # what a table entry measures (SearchConfig.score)
@@ -76,6 +77,10 @@ class SearchConfig:
     # or "likelihood" (exp of minus the mean cross-entropy: the geometric mean of the
     # probability given to the true class). Both lie in [0, 1]; see docs/table-fidelity.md.
     score: str = "accuracy"
+    # The layers around a candidate when stage 2 scores it: "progressive" (the path chosen
+    # so far, then drawn suffixes: the paper's) or "random" (prefix and suffix both drawn per
+    # evaluation, shared by a row's candidates). docs/table-fidelity.md compares them.
+    context: str = "progressive"
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -121,6 +126,8 @@ class SearchConfig:
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.score not in SCORES:
             raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
         if self.stage2_seed < -1:
             raise ConfigError(
                 f"stage2_seed must be -1 (the search seed) or a seed >= 0, got {self.stage2_seed}"

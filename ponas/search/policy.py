@@ -23,7 +23,6 @@ import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 CONTEXTS = ("progressive", "random")
 
@@ -119,12 +118,76 @@ def entry(values: Sequence[float], distinct: int | None = None) -> tuple[float, 
     return mean, statistics.stdev(values) / math.sqrt(n)
 
 
-class Evaluator(Protocol):
-    """Scores a candidate of a layer in given contexts: one value per context."""
+class Evaluator:
+    """Scores a layer's candidates in given contexts: what "score" means is the subclass's.
+
+    :func:`build_row` calls, for one row: :meth:`begin_row` once with the row's contexts,
+    then for each allowed candidate :meth:`evaluate` and :meth:`entry_done` (with the row so
+    far), then :meth:`end_row` with the chosen candidate. A stateless evaluator (a lookup in
+    a benchmark) implements :meth:`evaluate` alone; a stateful one (the supernet: every
+    candidate fine-tuned from the same weights, the winner's weights carried on) the rest.
+    """
+
+    def begin_row(self, layer: int, contexts: Sequence[Context]) -> None:
+        """A row starts; ``contexts`` are the ones its candidates share."""
 
     def evaluate(self, layer: int, candidate: str, contexts: Sequence[Context]) -> list[float]:
         """One score per context (the network ``context.network(candidate)``)."""
-        ...
+        raise NotImplementedError
+
+    def entry_done(self, layer: int, candidate: str, row: Sequence[float | None]) -> None:
+        """``candidate``'s entry is in ``row`` (the row so far, in column order)."""
+
+    def end_row(self, layer: int, best: str) -> None:
+        """The row is complete and ``best`` was chosen."""
+
+
+@dataclass
+class Row:
+    """One row of a table as :func:`build_row` makes it: entries (``None`` for a candidate
+    not allowed), their standard errors, and the candidate chosen."""
+
+    values: list[float | None]
+    stderr: list[float | None]
+    best: str
+
+
+def distinct(contexts: Sequence[Context]) -> int:
+    """How many different networks-around-the-candidate ``contexts`` hold."""
+    return len(set(contexts))
+
+
+def build_row(
+    layer: int,
+    candidates: Sequence[str],
+    allowed: Sequence[Sequence[str]],
+    evaluator: Evaluator,
+    contexts: Sequence[Context],
+    choose: Callable[[int, list[float | None]], str] | None = None,
+    each: Callable[[str], Sequence[Context]] | None = None,
+) -> Row:
+    """One row of the table through ``evaluator``: every allowed candidate of ``layer``
+    scored in the shared ``contexts``, an entry (mean and stderr, :func:`entry`) each, and
+    the best chosen (``choose(layer, row)``; the highest entry by default).
+
+    This is the one place a row is made: the supernet search (:mod:`ponas.search.stage2`)
+    and the benchmark tables (:func:`build_table`) both call it. ``each(candidate)`` gives a
+    candidate contexts of its own instead (a baseline: shared contexts are never worse).
+    """
+    evaluator.begin_row(layer, contexts)
+    row: list[float | None] = [None] * len(candidates)
+    err: list[float | None] = [None] * len(candidates)
+    for cand in allowed[layer]:
+        own = contexts if each is None else each(cand)
+        j = candidates.index(cand)
+        row[j], err[j] = entry(evaluator.evaluate(layer, cand, own), distinct(own))
+        evaluator.entry_done(layer, cand, row)
+    if choose is not None:
+        best = choose(layer, row)
+    else:
+        best = max(allowed[layer], key=lambda c: row[candidates.index(c)])
+    evaluator.end_row(layer, best)
+    return Row(row, err, best)
 
 
 @dataclass
@@ -148,31 +211,26 @@ def build_table(
     choose: Callable[[int, list[float | None]], str] | None = None,
     shared: bool = True,
 ) -> BuiltTable:
-    """Build a table layer by layer through ``evaluator``.
+    """Build a table layer by layer through ``evaluator`` (:func:`build_row` per layer).
 
     ``candidates`` are the table's columns and ``allowed[l]`` those allowed at layer ``l``;
     ``choose(layer, row)`` picks a row's best (the highest score by default; the supernet
-    search breaks ties by cost, :func:`ponas.search.stage2.choose_best`). ``shared=False``
-    draws each candidate's contexts apart (a baseline: common contexts are never worse).
+    search breaks ties by cost, :func:`ponas.search.stage2.choose_best`). The contexts of
+    each row are drawn from ``rng`` by :func:`draw_contexts` (``context``, ``replace``);
+    ``shared=False`` draws each candidate's apart.
     """
-    rows: list[list[float | None]] = []
-    errs: list[list[float | None]] = []
-    path: list[str] = []
+    built = BuiltTable([], [], [])
     for layer in range(len(allowed)):
-        contexts = draw_contexts(rng, allowed, layer, path, k, context, replace)
-        distinct = len(set(contexts))
-        row: list[float | None] = [None] * len(candidates)
-        err: list[float | None] = [None] * len(candidates)
-        for cand in allowed[layer]:
-            if not shared:
-                contexts = draw_contexts(rng, allowed, layer, path, k, context, replace)
-                distinct = len(set(contexts))
-            j = candidates.index(cand)
-            row[j], err[j] = entry(evaluator.evaluate(layer, cand, contexts), distinct)
-        rows.append(row)
-        errs.append(err)
-        if choose is not None:
-            path.append(choose(layer, row))
-        else:
-            path.append(max(allowed[layer], key=lambda c, r=row: r[candidates.index(c)]))
-    return BuiltTable(rows, errs, path)
+        path = built.path
+
+        def draw(_cand: str = "", layer: int = layer, path: list[str] = path) -> list[Context]:
+            return draw_contexts(rng, allowed, layer, path, k, context, replace)
+
+        contexts = draw()
+        row = build_row(
+            layer, candidates, allowed, evaluator, contexts, choose, None if shared else draw
+        )
+        built.rows.append(row.values)
+        built.stderr.append(row.stderr)
+        built.path.append(row.best)
+    return built
