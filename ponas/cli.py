@@ -421,13 +421,14 @@ def _resolved(space: Any, overrides: dict[str, Any], data: bool = True) -> tuple
     return space, cfg
 
 
-def _print_config(space: Any, cfg: Any) -> None:
-    """``--print-config``: the space and every setting that would run, as a search.yml."""
+def _print_config(given: Any, space: Any, cfg: Any) -> None:
+    """``--print-config``: the space (as given: a preset's name or a space YAML's path, else
+    its full spec) and every setting that would run, as a search.yml that --cfg takes."""
     import yaml
 
-    name = space.name
-    print(f"# the settings `ponas search` would run with (space {name!r}); a valid --cfg file")
-    doc = {"preset": name, **cfg.to_dict()}
+    print(f"# the settings `ponas search` would run with (space {space.name!r}); a --cfg file")
+    source = {"preset": given} if isinstance(given, str) else {"space": given.to_dict()}
+    doc = {**source, **cfg.to_dict()}
     print(yaml.safe_dump(doc, sort_keys=False).rstrip())
 
 
@@ -456,6 +457,11 @@ def _check_resume(space: Any, cfg: Any, out: Path, allow_changed: bool) -> bool:
 
     ckpt = latest_checkpoint(out, "stage2.pt") or latest_checkpoint(out, "stage1.pt")
     if ckpt is None:
+        if (out / "table.json").exists():
+            raise CommandError(
+                f"--resume: {out} holds a table.json but no checkpoints to continue from; "
+                "--overwrite searches again there, --out DIR elsewhere"
+            )
         _note(f"--resume: no checkpoint in {out / 'checkpoints'}: starting a new search")
         return False
     changed = _changed_settings(space, cfg, ckpt)
@@ -507,7 +513,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     space, overrides, out = _search_settings(args)
     resolved_space, cfg = _resolved(space, overrides)
     if args.print_config:
-        _print_config(resolved_space, cfg)
+        _print_config(space, resolved_space, cfg)
         return 0
     out = Path(out or f"runs/{Path(resolved_space.name).stem}")
     if not args.resume and not args.overwrite and (out / "table.json").exists():
@@ -1088,7 +1094,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "plan",
         help="steps, images, memory and GPU-hours of a search, before it runs",
-        description="The flags of `ponas search` (but --stage2-only/--supernet); those that "
+        description="The flags of `ponas search` but --stage2-only, --supernet and "
+        "--print-config (plan prints the plan); those that "
         "say where and how it runs (--out, --resume, --lut, ...) change no figure and are "
         "named in a note.",
     )
