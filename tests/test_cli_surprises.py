@@ -64,8 +64,9 @@ def test_resume_with_changed_settings_names_them_and_the_override(tiny_search, t
     assert not (folder / "table.json").exists()
     # the named override continues (here: stage 2 was done, so only the files are written)
     assert main([*args, "--set", "lr=0.05", "--allow-changed-settings", "--quiet"]) == 0
-    err = capsys.readouterr().err
-    assert "ponas: note: --resume with changed settings (lr 0.1 there, 0.05 now)" in err
+    captured = capsys.readouterr()
+    assert "ponas: note: --resume with changed settings (lr 0.1 there, 0.05 now)" in captured.err
+    assert captured.out.splitlines()[-1].startswith("took ")  # the end says how long
     assert (folder / "table.json").exists()
 
 
@@ -160,8 +161,17 @@ def test_evaluate_says_where_it_logs_and_when_it_replaces_a_log(tiny_search, tmp
     out, _, _ = tiny_search
     export = tmp_path / "export"
     args = ["deploy", "--table", str(out / "table.json"), "--max-macs", "2M"]
-    assert main([*args, "--export", str(export), "--formats", "pt", "--quiet"]) == 0
-    capsys.readouterr()
+    assert main([*args, "--export", str(export), "--formats", "pt"]) == 0
+    captured = capsys.readouterr()
+    # item 14: the build says what it does after the bars, and that each file was checked
+    progress = captured.err.splitlines()
+    assert f"exporting pt into {export}, each file checked" in progress
+    assert f"wrote pt: {export / 'model.pt'} (checked: its outputs match the network's)" in (
+        progress
+    )
+    assert "\r" not in captured.err  # not a terminal: lines, no bar frames
+    assert f"wrote pt: {export / 'model.pt'} (checked)" in captured.out.splitlines()
+    assert "- Budgets: macs <= 2M" in (export / "model_card.md").read_text()  # not 2e+06
     cfg = tmp_path / "evaluate.yml"
     logs = tmp_path / "logs"
     cfg.write_text(f"datasets: digits\ncuda: False\nval_size: 64\nlog_dir: {logs}\n")
