@@ -32,6 +32,8 @@ CONFIG_KEYS = frozenset(
 # the reference's dataset names that ours spell differently
 _DATASET_NAMES = {"imagenet": "imagefolder"}
 LOG_FILE = "evaluate.json"
+#: How latency is measured: batch-1 forwards, the median of REPEATS after WARMUP.
+WARMUP, REPEATS = 10, 30
 
 
 def evaluate_pretrained(
@@ -40,27 +42,41 @@ def evaluate_pretrained(
     pretrain: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     note: Callable[[str], None] | None = None,
+    *,
+    threads: int | None = None,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """Evaluate ``model`` (``PONASA|PONASB|PONASC``, an ``ARCH.json`` or a bundle ``.pt``) with
     the weights in ``pretrain`` (required unless ``model`` is a bundle) on the test split that
     ``config`` (the reference's keys, :data:`CONFIG_KEYS`) names.
 
-    Returns ``model, top1, top5, examples, macs, params, latency_ms`` (median of batch-1
-    forwards after a warm-up) and ``device``; also written to ``log_dir/evaluate.json`` when
-    ``config`` has a ``log_dir``. ``progress(done, total)`` follows the images evaluated;
+    Returns ``model, top1, top5, examples, macs, params, latency_ms`` (the median of
+    :data:`REPEATS` batch-1 forwards after :data:`WARMUP`, timed by ``clock``: ``wall`` or
+    ``cpu``, the CPU time of the timing thread, steadier on a shared CPU), ``latency`` (how it
+    was measured: clock, threads, warm-up, repeats), ``device`` and ``log_file`` (the path of
+    ``log_dir/evaluate.json``, written when ``config`` has a ``log_dir``; else None).
+    ``threads`` sets torch's CPU threads first. ``progress(done, total)`` follows the images evaluated;
     ``note(text)`` hears what was done differently from the config (``cuda: True`` on a
     machine without CUDA runs on the CPU). Weights load in our layout or the reference's;
     an image folder needs only its ``val/`` or ``test/`` folder, no ``train/``.
     Bad input raises :class:`ValueError` with a one-line message.
     """
+    import time
+
     import torch
 
-    from ponas.cost import _median_ms, network_cost
+    from ponas.cost import CLOCKS, network_cost
     from ponas.data import load_test_split, make_loader
     from ponas.files import atomic_write_text
     from ponas.network import load_weights, resolve_model
     from ponas.train import evaluate, pick_device
 
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}: expected {', '.join(CLOCKS)}")
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     unknown = sorted(set(config) - CONFIG_KEYS)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; allowed: {sorted(CONFIG_KEYS)}")
@@ -96,6 +112,8 @@ def evaluate_pretrained(
     device = pick_device(bool(config.get("cuda", False)))
     if config.get("cuda") and device.type != "cuda" and note is not None:
         note("cuda: True but this machine has no CUDA device: evaluating on the CPU")
+    if clock == "cpu" and device.type != "cpu":
+        raise ValueError("clock cpu times the CPU's work: it cannot time a cuda device")
     net = net.to(device).eval()
     forward = net
     ngpu = int(config.get("ngpu", 1))
@@ -123,8 +141,18 @@ def evaluate_pretrained(
     cost = network_cost(net.space, net.choices)
     x = torch.randn(1, net.space.in_channels, input_size, input_size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    now = CLOCKS[clock] if device.type == "cpu" else time.perf_counter
+    times = []
     with torch.inference_mode():
-        latency = _median_ms(lambda: net(x), sync, warmup=10, repeats=30)
+        for i in range(WARMUP + REPEATS):
+            start = now()
+            net(x)
+            sync()
+            if i >= WARMUP:
+                times.append((now() - start) * 1000.0)
+    times.sort()
+    latency = (times[(REPEATS - 1) // 2] + times[REPEATS // 2]) / 2
+    log_file = Path(config["log_dir"]) / LOG_FILE if config.get("log_dir") else None
     result = {
         "model": model,
         "top1": metrics["top1"],
@@ -133,8 +161,17 @@ def evaluate_pretrained(
         "macs": cost.macs,
         "params": cost.params,
         "latency_ms": latency,
+        "latency": {
+            "clock": clock,
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            "batch": 1,
+            "warmup": WARMUP,
+            "repeats": REPEATS,
+            "statistic": "median",
+        },
         "device": str(device),
+        "log_file": None if log_file is None else str(log_file),
     }
-    if config.get("log_dir"):
-        atomic_write_text(Path(config["log_dir"]) / LOG_FILE, json.dumps(result, indent=1))
+    if log_file is not None:
+        atomic_write_text(log_file, json.dumps(result, indent=1))
     return result

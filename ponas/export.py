@@ -9,6 +9,7 @@ file: ``{"format": "ponas-bundle/1", "state_dict", "choices", "space" (full spec
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ponas.files import (
 )
 from ponas.network import LAYOUTS, Network, network_for_weights, to_layout
 from ponas.space import SearchSpace
-from ponas.units import format_cost, format_count
+from ponas.units import format_budget, format_cost, format_count
 
 BUNDLE_FORMAT = "ponas-bundle/1"
 
@@ -233,6 +234,7 @@ def export_torchscript(path: str | Path, model: Network) -> Path:
         warnings.simplefilter("ignore", FutureWarning)
         with torch.no_grad():
             scripted = torch.jit.trace(model, example)
+            _check_outputs(Path(path).name, scripted(example), model, example)
         return atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
 
 
@@ -266,7 +268,7 @@ def model_card(
     if "latency_ms" in cost:
         lines.append(f"- Predicted latency: {format_cost('latency_ms', cost['latency_ms'])}")
     if budgets:
-        shown = ", ".join(f"{k} <= {v:g}" for k, v in budgets.items())
+        shown = ", ".join(f"{k} <= {format_budget(v)}" for k, v in budgets.items())
         lines.append(f"- Budgets: {shown}")
     lines += ["", "## Accuracy", ""]
     if predicted_score is not None:
@@ -310,12 +312,18 @@ def export_all(
     cost: dict[str, float] | None = None,
     predicted_score: float | None = None,
     budgets: dict[str, float] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Write the requested formats and ``model_card.md`` into ``out``; their paths by format.
-    Unknown formats, or formats whose packages are missing, raise ExportError first."""
+    Unknown formats, or formats whose packages are missing, raise ExportError first.
+
+    Every file is read back and its outputs checked against the network's before it counts
+    as written (:data:`TOLERANCE`); ``progress(line)`` hears each one as it is done.
+    """
     formats = check_formats(formats)
     out = Path(out)
     model = model.cpu().eval()
+    say = progress or (lambda line: None)
     written: dict[str, Path] = {}
     # captured once: the pt2 and onnx files are written from the same program
     program = trace(model) if {"pt2", "onnx"} & set(formats) else None
@@ -324,14 +332,23 @@ def export_all(
         if fmt == "pt":
             extra = {"predicted_score": predicted_score, "budgets": dict(budgets or {})}
             written[fmt] = save_bundle(path, model, metrics, cost, extra)
+            x = _example(model, 2)
+            try:
+                with torch.no_grad():
+                    _check_outputs(path.name, load_bundle(path)[0].eval()(x), model, x)
+            except ExportError:
+                path.unlink()
+                raise
         elif fmt == "pt2":
             written[fmt] = export_program(path, model, program)
         elif fmt == "onnx":
             written[fmt] = export_onnx(path, model, program)
         else:
             written[fmt] = export_torchscript(path, model)
+        say(f"wrote {fmt}: {written[fmt]} (checked: its outputs match the network's)")
     card = model_card(model, metrics, cost, predicted_score, budgets)
     written["model_card"] = atomic_write_text(out / MODEL_CARD_FILE, card)
+    say(f"wrote the model card: {written['model_card']}")
     return written
 
 

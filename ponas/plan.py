@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ponas.catalog import DIGITS_TEST_FRACTION, PREFETCH_BATCHES, val_count
+from ponas.catalog import DIGITS_TEST_FRACTION, PREFETCH_BATCHES, SHAPES_TRAIN, val_count
 from ponas.search.config import SearchConfig, resolve
 from ponas.space import Candidate, SearchSpace
 
@@ -31,6 +31,8 @@ IMAGENET_TRAIN_IMAGES = 1_281_167
 PROCESS_BASE_BYTES = 600 * 2**20
 #: A forward pass costs about a third of a training step (forward + backward).
 FORWARD_SHARE = 1 / 3
+#: The most memory one accelerator holds today (NVIDIA B200: 192 GB): a plan beyond it warns.
+LARGEST_DEVICE_BYTES = 192 * 2**30
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 
 
@@ -130,10 +132,18 @@ def estimate(
     n_train = total - n_val
     scored = min(n_val, cfg.eval_batches * cfg.batch_size)
     cuda = (device or ("cpu" if cfg.device == "cpu" else "cuda")) == "cuda"
+    if device is None and cfg.device == "auto":
+        notes.append("device auto is planned as cuda; set device cpu to plan a run on the CPU")
     model = _Model(space, cfg, cuda)
     stages = [model.stage1(n_train), model.stage2(scored)]
     if n_train < cfg.batch_size:
         notes.append(f"batch_size {cfg.batch_size} is larger than the {n_train} training images")
+    peak = max(s.peak_device_bytes for s in stages)
+    if cuda and peak > LARGEST_DEVICE_BYTES:
+        notes.append(
+            f"peak device memory {gib(peak)} is more than any one GPU holds (the largest, "
+            f"{gib(LARGEST_DEVICE_BYTES)}): lower batch_size or input_size"
+        )
     return Plan(
         space.name,
         cfg.dataset,
@@ -153,12 +163,15 @@ def _dataset_size(cfg: SearchConfig, notes: list[str]) -> int:
         return 1797 - round(DIGITS_TEST_FRACTION * 1797)
     if cfg.dataset == "cifar10":
         return 50_000
+    if cfg.dataset == "shapes":
+        return SHAPES_TRAIN
     folder = Path(cfg.dataset_dir or "").expanduser() / "train"
     if cfg.dataset_dir and folder.is_dir():
         return _count_images(str(folder), folder.stat().st_mtime_ns)
+    where = f"{folder} is not a folder" if cfg.dataset_dir else "no dataset folder given"
     notes.append(
-        f"assumed ImageNet-1k's {IMAGENET_TRAIN_IMAGES:,} training images "
-        "(give --dataset-dir or --train-images for another folder)"
+        f"{where}: assumed ImageNet-1k's {IMAGENET_TRAIN_IMAGES:,} training images "
+        "(give --train-images N, or --dataset-dir DIR holding train/)"
     )
     return IMAGENET_TRAIN_IMAGES
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ponas.cli import CommandError, _set_options
-from ponas.files import FILENAMES, atomic_write_text
+from ponas.files import DEFAULT_FORMATS, FILENAMES, FORMATS, atomic_write_text
 from ponas.remote import Client, RemoteError, base_url, config_path, forget
 from ponas.units import format_cost
 
@@ -429,7 +429,11 @@ def add_remote_parser(sub: Any) -> None:
     p.add_argument(
         "--finetune-epochs", type=int, help="fine-tune after inheriting (default: the server's, 0)"
     )
-    p.add_argument("--formats", help="comma-separated: pt, torchscript, onnx (default: all)")
+    p.add_argument(
+        "--formats",
+        help=f"comma-separated, of {', '.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)}; "
+        "torchscript: legacy, only when asked for)",
+    )
     p.add_argument(
         "--download",
         metavar="DIR",

@@ -144,7 +144,8 @@ def test_deploy_json_contract_and_budget_errors(tiny_search, capsys):
     assert frontier_min > 0
     assert main(["deploy", "--table", str(out / "table.json"), "--max-macs", "1M", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"choices", "score", "score_stderr", "loss", "cost"}
+    # with "space": the output is an ARCH.json that `ponas describe --model` takes
+    assert set(result) == {"choices", "score", "score_stderr", "loss", "cost", "space"}
     assert result["cost"]["macs"] <= 1e6
     assert result["score"] == pytest.approx(
         sum(table.accuracy[i][table.candidates.index(c)] for i, c in enumerate(result["choices"]))
@@ -153,7 +154,7 @@ def test_deploy_json_contract_and_budget_errors(tiny_search, capsys):
     assert main(["deploy", "--table", str(out / "table.json"), "--max-macs", "10K"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(
-        "ponas: error: max_macs=10000 is below the smallest network in this space ("
+        "ponas: error: --max-macs 10000 is below the smallest network in this space ("
     )
     assert err.count("\n") == 1
 

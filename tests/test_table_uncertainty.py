@@ -102,7 +102,7 @@ def test_ponas_deploy_prints_the_predicted_score_with_its_error(tmp_path, capsys
     error = math.sqrt(0.03**2 + 0.15**2 + 0.01**2)
     assert (
         f"predicted score 2.3000 ± {error:.4f} (sum of table accuracies, a ranking score, not a "
-        "test accuracy), loss 0.0000"
+        "test accuracy)\nscore given up for the budgets: 0.0000"
     ) in capsys.readouterr().out
     assert main(["deploy", "--table", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["score_stderr"] == pytest.approx(error)

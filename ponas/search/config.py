@@ -91,7 +91,7 @@ class SearchConfig:
         """Validate and convert (YAML and JSON give strings, ints, floats)."""
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
-            raise ConfigError(f"unknown search settings {unknown}; allowed: {sorted(cls.keys())}")
+            raise ConfigError(unknown_settings_message(unknown, cls.keys()))
         cfg = cls()
         for f in dataclasses.fields(cls):
             if f.name not in values or values[f.name] is None and f.name != "dataset_dir":
@@ -120,7 +120,8 @@ class SearchConfig:
             raise ConfigError("weight_decay, warmup_epochs and num_workers must not be negative")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
             raise ConfigError(
-                f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs})"
+                f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs}): "
+                f"set warmup_epochs=0 for no warm-up, or more epochs"
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
@@ -142,6 +143,23 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def unknown_settings_message(unknown: list[str], allowed: list[str]) -> str:
+    """``unknown search settings ['epoch']``, with the close names when there are some (a
+    typo), else every allowed name."""
+    import difflib
+
+    close = {k: difflib.get_close_matches(k, allowed, n=2, cutoff=0.75) for k in unknown}
+    if all(close.values()):
+        hints = "; ".join(
+            f"{k!r}: did you mean {' or '.join(map(repr, m))}?" for k, m in close.items()
+        )
+        return (
+            f"unknown search settings {unknown} ({hints}); every setting is listed in "
+            "docs/settings.md"
+        )
+    return f"unknown search settings {unknown}; allowed: {sorted(allowed)}"
 
 
 def _convert(name: str, kind: type, raw: Any) -> Any:

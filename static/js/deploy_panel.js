@@ -231,7 +231,7 @@
       const j = table.candidates.indexOf(name);
       const li = document.createElement("li");
       const acc = table.accuracy[i][j];
-      li.title = "layer " + (i + 1) + ": " + name + " · accuracy " + ponas.pct(acc, 2) + " · " +
+      li.title = "layer " + i + ": " + name + " · accuracy " + ponas.pct(acc, 2) + " · " +
         ponas.formatCost("macs", table.cost.macs[i][j]) + " · " + ponas.formatCost("params", table.cost.params[i][j]);
       if (heatmap && heatmap.table) {
         li.style.background = heatmap.colorOf(i, j);

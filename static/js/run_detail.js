@@ -270,7 +270,7 @@
   function layerLabels(table) {
     return table.accuracy.map((_, i) => {
       const r = stage2[i];
-      return "L" + (i + 1) + (r && r.channels ? "  " + r.channels + "ch" + (r.stride > 1 ? " /" + r.stride : "") : "") + (closeCalls.has(i) ? " ≈" : "");
+      return "L" + i + (r && r.channels ? "  " + r.channels + "ch" + (r.stride > 1 ? " /" + r.stride : "") : "") + (closeCalls.has(i) ? " ≈" : "");
     });
   }
 
@@ -364,7 +364,7 @@
           tooltip: {
             displayColors: false,
             callbacks: {
-              title: (items) => "layer " + (items[0].raw.i + 1) + " · " + items[0].raw.x + (items[0].raw.chosen ? "  (chosen)" : ""),
+              title: (items) => "layer " + items[0].raw.i + " · " + items[0].raw.x + (items[0].raw.chosen ? "  (chosen)" : ""),
               label: (item) => {
                 const r = item.raw;
                 const lines = [
@@ -380,10 +380,10 @@
         },
         scales: {
           x: { type: "category", labels: table.candidates, offset: true, position: "top", grid: { display: false }, border: { display: false }, ticks: { maxRotation: 60, autoSkip: false } },
-          // layer 1 (the input side) at the top; short labels when the chart is narrow
+          // layer 0 (the input side) at the top; short labels when the chart is narrow
           y: {
             type: "category", labels: rows, offset: true, reverse: false, grid: { display: false }, border: { display: false },
-            ticks: { autoSkip: false, callback(value, index) { return this.chart.width < 520 ? "L" + (index + 1) + (closeCalls.has(index) ? " ≈" : "") : rows[index]; } },
+            ticks: { autoSkip: false, callback(value, index) { return this.chart.width < 520 ? "L" + index + (closeCalls.has(index) ? " ≈" : "") : rows[index]; } },
           },
         },
       },

@@ -83,7 +83,7 @@ def test_user_sees_which_layers_the_table_cannot_separate(browser, alice):
     ]
     err = table.stderr[2][best]
     assert re.sub(r"\s+", " ", html_lib.unescape(items[0][1])).strip() == (
-        f"Layer 3 ≈ within noise: {table.candidates[best]} {100 * row[best]:.2f}% "
+        f"Layer 2 ≈ within noise: {table.candidates[best]} {100 * row[best]:.2f}% "
         f"± {100 * err:.2f} vs {table.candidates[second]} {100 * row[second]:.2f}% "
         f"± {100 * err:.2f} (apart by {100 * (row[best] - row[second]):.2f} pts, combined "
         f"error {100 * 2**0.5 * err:.2f} pts)"

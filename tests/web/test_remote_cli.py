@@ -213,7 +213,8 @@ def test_table_as_csv_and_json_is_the_servers_table(signed_in, alice, tmp_path, 
 
     # the fetched file is a table `ponas deploy` reads on this machine
     status, out, _ = ponas(capsys, "deploy", "--table", str(path), "--max-macs", "1M", "--json")
-    assert (status, json.loads(out)) == (0, solve(table, {"macs": 1e6}).to_dict())
+    expected = {**solve(table, {"macs": 1e6}).to_dict(), "space": table.space}  # an ARCH.json
+    assert (status, json.loads(out)) == (0, expected)
 
 
 def test_a_table_not_ready_yet_says_so(signed_in, alice, capsys):
