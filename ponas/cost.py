@@ -348,10 +348,12 @@ def profile_latency(
 
     A user times a network plainly: its whole forward, the median of many calls. That costs
     more than the sum of its parts' fastest passes (the spread of calls, dispatch between
-    layers, allocation), so with ``fit`` the context networks and the fastest and slowest
-    networks the table predicts are timed that plain way (:func:`plain_times`) and
+    layers, allocation), so with ``fit`` the fastest and slowest networks the table predicts
+    and :data:`FIT_NETWORKS` random ones are timed that plain way (:func:`plain_times`) and
     ``overhead_ms`` and ``scale`` are fitted by least squares (:func:`fit_overhead`): a
     network is predicted to take ``overhead_ms + scale * (base_ms + sum of its blocks)``.
+    (Not on the context networks themselves: their entries are their own fastest pass, a
+    luckier figure than any other network's sum.)
 
     With ``check``, that many random whole networks (drawn with ``seed``) are timed plainly,
     taking turns with the fitted ones, and ``check`` in the result holds their predicted and
@@ -397,10 +399,12 @@ def profile_latency(
     }
     if not fit and not check:
         return lut
-    fitted = [*rounds, *extreme_architectures(space, lut)] if fit else []
+    fitted = []
+    if fit:
+        fitted = [*extreme_architectures(space, lut)]
+        fitted += random_architectures(space, FIT_NETWORKS, seed + 1_000_003)
     archs = random_architectures(space, check, seed)
-    reused = nets if fit else []  # the context networks, already built
-    plain_nets = [*reused, *_networks(space, [*fitted[len(reused) :], *archs], dev)]
+    plain_nets = _networks(space, [*fitted, *archs], dev)
 
     def plain_progress(done: int, total: int) -> None:
         if progress:
@@ -419,6 +423,10 @@ def profile_latency(
     if archs:
         lut["check"] = _check_rows(lut, space, archs, measured[len(fitted) :])
     return lut
+
+
+#: Random networks (besides the fastest and the slowest) the whole-forward overhead is fitted on.
+FIT_NETWORKS = 8
 
 
 def extreme_architectures(space: SearchSpace, lut: dict[str, Any]) -> list[list[str]]:
@@ -440,22 +448,39 @@ def fit_overhead(
     summed: Sequence[float], measured: Sequence[float], base_ms: float = 0.0
 ) -> tuple[float, float]:
     """``(overhead_ms, scale)`` so that ``overhead_ms + scale * summed`` matches ``measured`` in
-    least squares. Where the summed times spread too little to tell a scale from an overhead
-    (under 10% of their mean) or the fitted scale is implausible (outside 0.5-2), the scale
-    stays 1 and the overhead is the mean difference. The overhead never takes the fixed parts
-    below 0 ms (``scale * base_ms + overhead_ms >= 0``)."""
+    least squares, refitted once without the points whose residual lies more than 3 scaled
+    median absolute deviations from the median (a network whose timing another program
+    disturbed). Where the summed times spread too little to tell a scale from an overhead
+    (a standard deviation under 10% of their mean) or the fitted scale is implausible (outside
+    0.5-2), the scale stays 1 and the overhead is the mean difference. The overhead never
+    takes the fixed parts below 0 ms (``scale * base_ms + overhead_ms >= 0``)."""
     if not summed or len(summed) != len(measured):
         raise ValueError("fit_overhead: needs as many measured times as summed ones, at least 1")
-    mean_s, mean_m = statistics.fmean(summed), statistics.fmean(measured)
+    points = list(zip(summed, measured, strict=True))
+    overhead, scale = _least_squares(points)
+    residuals = [m - overhead - scale * s for s, m in points]
+    mid = statistics.median(residuals)
+    mad = statistics.median(abs(r - mid) for r in residuals)
+    if mad > 0:
+        kept = [
+            p for p, r in zip(points, residuals, strict=True) if abs(r - mid) <= 3 * 1.4826 * mad
+        ]
+        if len(kept) < len(points):
+            overhead, scale = _least_squares(kept)
+    return max(overhead, -scale * base_ms), scale
+
+
+def _least_squares(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    summed = [s for s, _ in points]
+    mean_s = statistics.fmean(summed)
+    mean_m = statistics.fmean(m for _, m in points)
     var = sum((s - mean_s) ** 2 for s in summed)
     scale = 1.0
-    if len(summed) > 2 and mean_s > 0 and math.sqrt(var / len(summed)) >= 0.1 * mean_s:
-        slope = sum((s - mean_s) * (m - mean_m) for s, m in zip(summed, measured, strict=True))
-        slope /= var
+    if len(points) > 2 and mean_s > 0 and math.sqrt(var / len(points)) >= 0.1 * mean_s:
+        slope = sum((s - mean_s) * (m - mean_m) for s, m in points) / var
         if 0.5 <= slope <= 2.0:
             scale = slope
-    overhead = mean_m - scale * mean_s
-    return max(overhead, -scale * base_ms), scale
+    return mean_m - scale * mean_s, scale
 
 
 def plain_method(dev: Any, batch: int, clock: str, warmup: int, repeats: int) -> dict[str, Any]:

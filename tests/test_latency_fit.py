@@ -12,7 +12,7 @@ import torch
 
 from ponas.cli import main
 from ponas.cost import (
-    context_rounds,
+    FIT_NETWORKS,
     cost_tables,
     fit_overhead,
     lut_fit,
@@ -43,6 +43,9 @@ def test_the_fit_recovers_an_overhead_and_a_scale_by_least_squares():
     assert fit_overhead(close, [s + 2.0 for s in close]) == pytest.approx((2.0, 1.0))
     # an implausible slope is not believed either
     assert fit_overhead(summed, [30.0 - s for s in summed])[1] == 1.0
+    # one disturbed timing does not move the fit
+    disturbed = [1.5 + 1.12 * s for s in summed] + [100.0]
+    assert fit_overhead([*summed, 18.0], disturbed) == pytest.approx((1.5, 1.12))
     # the fixed parts never go below 0 ms
     assert fit_overhead([10.0], [1.0], base_ms=2.0) == pytest.approx((-2.0, 1.0))
     with pytest.raises(ValueError, match="as many measured times"):
@@ -65,7 +68,7 @@ def test_a_large_whole_forward_overhead_is_fitted_and_the_prediction_is_unbiased
     monkeypatch.setattr(Network, "forward", slow_forward)
     space = load_space("digits").replace(input_size=8)
     lut = profile_latency(space, "cpu", batch=1, warmup=1, repeats=7, check=4, seed=3, clock="cpu")
-    assert lut["fit"]["networks"] == len(context_rounds(space)) + 2  # and the two extremes
+    assert lut["fit"]["networks"] == FIT_NETWORKS + 2  # and the fastest and the slowest
     summed_errors = [
         100 * (r["summed_ms"] - r["measured_ms"]) / r["measured_ms"] for r in lut["check"]
     ]
