@@ -176,7 +176,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CommandError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    bar = counter("timing blocks in context", "pass")
+    bar = counter("timing blocks in context, then whole networks", "pass")
 
     def progress(done: int, total: int) -> None:
         bar.total = total
@@ -197,16 +197,25 @@ def cmd_profile(args: argparse.Namespace) -> int:
     lut["quality"] = quality = prediction_quality(checks)
     atomic_write_text(args.out, json.dumps(lut, indent=1))
     print(f"latency table for {space.name} on {lut['device']} (batch {args.batch}) -> {args.out}")
-    print(f"fixed parts: {lut['base_ms']:.3f} ms")
+    print(
+        f"fixed parts: {lut['base_ms']:.3f} ms; whole-forward overhead fitted on "
+        f"{lut['fit']['networks']} networks: {lut['overhead_ms']:+.3f} ms, blocks x "
+        f"{lut['scale']:.3f}"
+    )
     for row in checks:
         print(
             f"random arch: predicted {row['predicted_ms']:.2f} ms, measured {row['measured_ms']:.2f} ms, "
             f"error {row['error_pct']:+.1f}%"
         )
     if quality:
+        plain = lut["plain"]
+        n = plain["threads"]
+        threads = f"{n} thread{'s' if n > 1 else ''}, " if n else ""
         print(
-            f"over {len(checks)} random networks: mean absolute error of the summed prediction "
-            f"{quality['mean_abs_error_pct']:.1f}%, rank correlation (Spearman) "
+            f"over {len(checks)} random networks, each timed whole ({threads}batch "
+            f"{plain['batch']}, median of {plain['repeats']} after {plain['warmup']} warm-up, "
+            f"{plain['clock']} clock): mean absolute error {quality['mean_abs_error_pct']:.1f}%, "
+            f"bias (mean signed error) {quality['bias_pct']:+.1f}%, rank correlation (Spearman) "
             f"{quality['rank_correlation']:.3f}"
         )
     return 0
@@ -1235,7 +1244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         type=int,
         default=20,
-        help="random whole networks, timed alongside, to check the summed prediction against",
+        help="random whole networks, timed whole as a user would, to check the prediction",
     )
     p.add_argument(
         "--clock",

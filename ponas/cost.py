@@ -6,9 +6,10 @@ from the spec alone, so a table can carry them without building a model. A netwo
 ``base + sum over layers``.
 
 Latency is measured, not computed: :func:`profile_latency` times every block on a device,
-inside whole networks, and writes a lookup table; :func:`with_latency` adds it to any table of
-the same space; :func:`prediction_quality` says how well the summed prediction tracks measured
-whole networks.
+inside whole networks, fits what a whole forward costs beyond its blocks against networks timed
+plainly, and writes a lookup table; :func:`with_latency` adds it to any table of the same space;
+:func:`prediction_quality` says how well the prediction tracks plainly timed whole networks.
+The format is described in docs/latency.md.
 """
 
 from __future__ import annotations
@@ -145,8 +146,12 @@ def cost_tables(
     base_d: dict[str, float] = {"macs": base.macs, "params": base.params}
     if latency_lut is not None:
         check_lut(space, latency_lut)
-        cost["latency_ms"] = [list(row) for row in latency_lut["layers"]]
-        base_d["latency_ms"] = float(latency_lut["base_ms"])
+        overhead, scale = lut_fit(latency_lut)
+        cost["latency_ms"] = [
+            [None if ms is None else scale * float(ms) for ms in row]
+            for row in latency_lut["layers"]
+        ]
+        base_d["latency_ms"] = max(0.0, scale * float(latency_lut["base_ms"]) + overhead)
     return cost, base_d
 
 
@@ -221,14 +226,16 @@ def load_lut(path: str | Path) -> dict[str, Any]:
 
 def with_latency(table: AccuracyTable, lut: dict[str, Any]) -> AccuracyTable:
     """``table`` with a device's latency: ``cost.latency_ms`` and ``base_cost.latency_ms`` from
-    the lookup table, ``meta.latency_device`` naming the device (any earlier latency is
-    replaced). The lookup table must be of the table's space: same name, candidates, layers
+    the lookup table with its fit applied (see :func:`lut_fit`: every entry times ``scale``, and
+    ``overhead_ms`` in the base), ``meta.latency_device`` naming the device (any earlier latency
+    is replaced). The lookup table must be of the table's space: same name, candidates, layers
     (and block shapes when both carry the full spec), with a time wherever the table has an
     accuracy; a :class:`ValueError` says which part differs."""
     from ponas.table import AccuracyTable
 
     spec = table.space if table.has_full_space else None
     _check_lut_layout(lut, table.space["name"], table.candidates, table.num_layers, spec, "table")
+    overhead, scale = lut_fit(lut)
     latency: list[list[float | None]] = []
     for i, (row, times) in enumerate(zip(table.accuracy, lut["layers"], strict=True)):
         if not isinstance(times, list) or len(times) != len(table.candidates):
@@ -239,13 +246,13 @@ def with_latency(table: AccuracyTable, lut: dict[str, Any]) -> AccuracyTable:
                 raise ValueError(
                     f"latency table has no time for layer {i}, {cand!r}, which the table allows"
                 )
-            out.append(None if acc is None else float(ms))
+            out.append(None if acc is None else scale * float(ms))
         latency.append(out)
     if not _is_time(lut.get("base_ms")):
         raise ValueError(f"latency table: base_ms is {lut.get('base_ms')!r}, expected ms >= 0")
     d = table.to_dict()
     d["cost"]["latency_ms"] = latency
-    d["base_cost"]["latency_ms"] = float(lut["base_ms"])
+    d["base_cost"]["latency_ms"] = max(0.0, scale * float(lut["base_ms"]) + overhead)
     d["meta"]["latency_device"] = str(lut.get("device") or "unnamed device")
     return AccuracyTable.from_dict(d)
 
@@ -257,6 +264,26 @@ def _is_time(value: Any) -> bool:
         and math.isfinite(value)
         and value >= 0
     )
+
+
+def lut_fit(lut: dict[str, Any]) -> tuple[float, float]:
+    """``(overhead_ms, scale)`` of a lookup table: a whole network is predicted to take
+    ``overhead_ms + scale * (base_ms + its blocks' ms)``. Tables written before the fit was
+    measured have neither field and read as ``(0, 1)``: the plain sum."""
+    overhead = lut.get("overhead_ms", 0.0)
+    scale = lut.get("scale", 1.0)
+    if not isinstance(overhead, int | float) or isinstance(overhead, bool):
+        raise ValueError(f"latency table: overhead_ms is {overhead!r}, expected ms")
+    if not math.isfinite(overhead):
+        raise ValueError(f"latency table: overhead_ms is {overhead!r}, expected ms")
+    if not _is_time(scale) or scale == 0:
+        raise ValueError(f"latency table: scale is {scale!r}, expected a number > 0")
+    base = lut.get("base_ms")
+    if _is_time(base) and scale * base + overhead < -1e-9:
+        raise ValueError(
+            f"latency table: overhead_ms {overhead!r} takes the fixed parts below 0 ms"
+        )
+    return float(overhead), float(scale)
 
 
 #: Clocks a lookup table can be timed with: ``wall`` (elapsed time: latency on a machine of
@@ -306,8 +333,10 @@ def profile_latency(
     clock: str = "wall",
     check: int = 0,
     seed: int = 0,
+    fit: bool = True,
 ) -> dict[str, Any]:
-    """Time every (layer, candidate) block and the fixed parts on ``device``, in context.
+    """Time every (layer, candidate) block and the fixed parts on ``device``, in context, then
+    fit what a whole forward costs beyond them.
 
     A block timed alone on its own input runs at another speed than inside a network (its
     weights and input stay in cache), so every block is timed where it runs: the networks of
@@ -315,26 +344,38 @@ def profile_latency(
     synchronized after each). The networks take turns, ``repeats`` passes each after
     ``warmup``, and each keeps its fastest pass: a machine busy with other work slows some
     passes, and taking turns spreads that over all networks alike. An entry is its part of
-    that pass, so a round's network is predicted exactly as fast as it ran. ``clock`` is one
-    of :data:`CLOCKS`.
+    that pass. ``clock`` is one of :data:`CLOCKS`.
 
-    With ``check``, that many random whole networks (drawn with ``seed``) take their turns
-    among them, timed whole, and ``check`` in the result holds their predicted and measured
-    latency (see :func:`latency_error`): measured alongside, so both see the same machine.
+    A user times a network plainly: its whole forward, the median of many calls. That costs
+    more than the sum of its parts' fastest passes (the spread of calls, dispatch between
+    layers, allocation), so with ``fit`` the fastest and slowest networks the table predicts
+    and :data:`FIT_NETWORKS` random ones are timed that plain way (:func:`plain_times`) and
+    ``overhead_ms`` and ``scale`` are fitted by least squares (:func:`fit_overhead`): a
+    network is predicted to take ``overhead_ms + scale * (base_ms + sum of its blocks)``.
+    (Not on the context networks themselves: their entries are their own fastest pass, a
+    luckier figure than any other network's sum.)
+
+    With ``check``, that many random whole networks (drawn with ``seed``) are timed plainly,
+    taking turns with the fitted ones, and ``check`` in the result holds their predicted and
+    measured latency (see :func:`latency_error`). ``plain`` says how the plain times were taken.
     Returns the lookup table (``format: ponas-latency/1``) that :func:`with_latency` uses.
     """
     import torch
 
     dev = torch.device(device)
     rounds = context_rounds(space)
-    archs = random_architectures(space, check, seed)
     x = torch.randn(batch, space.in_channels, space.input_size, space.input_size, device=dev)
-    nets = _networks(space, [*rounds, *archs], dev)
-    parts = [[net.stem, *net.layers, net.head] for net in nets[: len(rounds)]]
-    parts += [[net] for net in nets[len(rounds) :]]
-    fastest = _fastest_passes(parts, x, clock, warmup, repeats, progress)
+    nets = _networks(space, rounds, dev)
+    parts = [[net.stem, *net.layers, net.head] for net in nets]
+    phases = 2 if fit or check else 1
+
+    def block_progress(done: int, total: int) -> None:
+        if progress:
+            progress(done, phases * total)
+
+    fastest = _fastest_passes(parts, x, clock, warmup, repeats, block_progress)
     samples: dict[tuple[int, str], list[float]] = {}
-    for choices, times in zip(rounds, fastest, strict=False):
+    for choices, times in zip(rounds, fastest, strict=True):
         for i, name in enumerate(choices):
             samples.setdefault((i, name), []).append(times[i + 1])
     layers = [
@@ -344,7 +385,7 @@ def profile_latency(
         ]
         for i in range(space.num_layers)
     ]
-    lut = {
+    lut: dict[str, Any] = {
         "format": LUT_FORMAT,
         "space": space.name,
         "spec": space.to_dict(),
@@ -353,13 +394,147 @@ def profile_latency(
         "method": "in context, fastest of interleaved passes",
         "clock": clock,
         "candidates": list(space.candidates),
-        "base_ms": statistics.median(times[0] + times[-1] for times in fastest[: len(rounds)]),
+        "base_ms": statistics.median(times[0] + times[-1] for times in fastest),
         "layers": layers,
     }
+    if not fit and not check:
+        return lut
+    fitted = []
+    if fit:
+        fitted = [*extreme_architectures(space, lut)]
+        fitted += random_architectures(space, FIT_NETWORKS, seed + 1_000_003)
+    archs = random_architectures(space, check, seed)
+    plain_nets = _networks(space, [*fitted, *archs], dev)
+
+    def plain_progress(done: int, total: int) -> None:
+        if progress:
+            progress(total + done, 2 * total)
+
+    measured = plain_times(plain_nets, x, clock, warmup, repeats, plain_progress)
+    lut["plain"] = plain_method(dev, batch, clock, warmup, repeats)
+    if fit:
+        sums = [predict_latency(lut, space, choices) for choices in fitted]
+        overhead, scale = fit_overhead(sums, measured[: len(fitted)], lut["base_ms"])
+        lut["overhead_ms"], lut["scale"] = overhead, scale
+        lut["fit"] = {
+            "networks": len(fitted),
+            "method": "least squares of plain whole-network times on overhead_ms + scale * sum",
+        }
     if archs:
-        measured = [times[0] for times in fastest[len(rounds) :]]
-        lut["check"] = _check_rows(lut, space, archs, measured)
+        lut["check"] = _check_rows(lut, space, archs, measured[len(fitted) :])
     return lut
+
+
+#: Random networks (besides the fastest and the slowest) the whole-forward overhead is fitted on.
+FIT_NETWORKS = 8
+
+
+def extreme_architectures(space: SearchSpace, lut: dict[str, Any]) -> list[list[str]]:
+    """The fastest and the slowest network by the lookup table's blocks: the ends of the range
+    a fit must hold over."""
+    cols = {c: j for j, c in enumerate(lut["candidates"])}
+    out = []
+    for pick in (min, max):
+        out.append(
+            [
+                pick(space.allowed_candidates(i), key=lambda c, i=i: lut["layers"][i][cols[c]])
+                for i in range(space.num_layers)
+            ]
+        )
+    return out
+
+
+def fit_overhead(
+    summed: Sequence[float], measured: Sequence[float], base_ms: float = 0.0
+) -> tuple[float, float]:
+    """``(overhead_ms, scale)`` so that ``overhead_ms + scale * summed`` matches ``measured`` in
+    least squares, refitted once without the points whose residual lies more than 3 scaled
+    median absolute deviations from the median (a network whose timing another program
+    disturbed). Where the summed times spread too little to tell a scale from an overhead
+    (a standard deviation under 10% of their mean) or the fitted scale is implausible (outside
+    0.5-2), the scale stays 1 and the overhead is the mean difference. The overhead never
+    takes the fixed parts below 0 ms (``scale * base_ms + overhead_ms >= 0``)."""
+    if not summed or len(summed) != len(measured):
+        raise ValueError("fit_overhead: needs as many measured times as summed ones, at least 1")
+    points = list(zip(summed, measured, strict=True))
+    overhead, scale = _least_squares(points)
+    residuals = [m - overhead - scale * s for s, m in points]
+    mid = statistics.median(residuals)
+    mad = statistics.median(abs(r - mid) for r in residuals)
+    if mad > 0:
+        kept = [
+            p for p, r in zip(points, residuals, strict=True) if abs(r - mid) <= 3 * 1.4826 * mad
+        ]
+        if len(kept) < len(points):
+            overhead, scale = _least_squares(kept)
+    return max(overhead, -scale * base_ms), scale
+
+
+def _least_squares(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    summed = [s for s, _ in points]
+    mean_s = statistics.fmean(summed)
+    mean_m = statistics.fmean(m for _, m in points)
+    var = sum((s - mean_s) ** 2 for s in summed)
+    scale = 1.0
+    if len(points) > 2 and mean_s > 0 and math.sqrt(var / len(points)) >= 0.1 * mean_s:
+        slope = sum((s - mean_s) * (m - mean_m) for s, m in points) / var
+        if 0.5 <= slope <= 2.0:
+            scale = slope
+    return mean_m - scale * mean_s, scale
+
+
+def plain_method(dev: Any, batch: int, clock: str, warmup: int, repeats: int) -> dict[str, Any]:
+    """How :func:`plain_times` timed: what a report of the check names."""
+    import torch
+
+    threads = torch.get_num_threads() if torch.device(dev).type == "cpu" else None
+    return {
+        "what": "whole forward, median of consecutive calls after warm-up",
+        "threads": threads,
+        "batch": batch,
+        "warmup": warmup,
+        "repeats": repeats,
+        "clock": clock,
+    }
+
+
+def plain_times(
+    nets: Sequence[Any],
+    x: Any,
+    clock: str = "wall",
+    warmup: int = 5,
+    repeats: int = 25,
+    progress: Callable[[int, int], None] | None = None,
+    burst: int = 5,
+) -> list[float]:
+    """Each network timed as a user times it: ``net(x)`` whole (CUDA synchronized), calls of
+    the same network one after another, the median ms of ``repeats`` calls after ``warmup``,
+    under ``torch.inference_mode``. The networks take turns ``burst`` timed calls at a time
+    (each turn after one untimed call, so the network's weights are where a user's repeated
+    calls find them), so load from other programs falls on all alike."""
+    import torch
+
+    dev = x.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    now = _clock(clock, dev)
+    times: list[list[float]] = [[] for _ in nets]
+    with torch.inference_mode():
+        for net in nets:
+            for _ in range(warmup):
+                net(x)
+        sync()
+        while len(times[0]) < repeats:
+            for k, net in enumerate(nets):
+                net(x)
+                sync()
+                for _ in range(min(burst, repeats - len(times[k]))):
+                    start = now()
+                    net(x)
+                    sync()
+                    times[k].append((now() - start) * 1000.0)
+            if progress:
+                progress(len(times[0]), repeats)
+    return [statistics.median(t) for t in times]
 
 
 def random_architectures(space: SearchSpace, n: int, seed: int = 0) -> list[list[str]]:
@@ -432,11 +607,19 @@ def device_name(dev: Any) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
-def predict_latency(lut: dict[str, Any], space: SearchSpace, choices: Sequence[str]) -> float:
-    """Summed lookup-table latency of an architecture, in ms."""
+def predict_latency(
+    lut: dict[str, Any], space: SearchSpace, choices: Sequence[str], fitted: bool = True
+) -> float:
+    """Lookup-table latency of an architecture, in ms: ``overhead_ms + scale * (base_ms + its
+    blocks)`` (see :func:`lut_fit`); with ``fitted=False`` the plain sum of base and blocks."""
     choices = space.validate_choices(choices)
     cols = {c: j for j, c in enumerate(lut["candidates"])}
-    return float(lut["base_ms"]) + sum(lut["layers"][i][cols[c]] for i, c in enumerate(choices))
+    summed = float(lut["base_ms"])
+    summed += sum(lut["layers"][i][cols[c]] for i, c in enumerate(choices))
+    if not fitted:
+        return summed
+    overhead, scale = lut_fit(lut)
+    return overhead + scale * summed
 
 
 def latency_error(
@@ -446,10 +629,10 @@ def latency_error(
     samples: int = 5,
     seed: int = 0,
     warmup: int = 5,
-    repeats: int = 20,
+    repeats: int = 25,
 ) -> list[dict[str, Any]]:
-    """For random architectures: predicted vs measured whole-network latency and error in %,
-    measured as the lookup table was (its clock; the fastest of interleaved passes)."""
+    """For random architectures: predicted vs plainly measured whole-network latency (see
+    :func:`plain_times`; the lookup table's clock and batch) and the error in %."""
     import torch
 
     archs = random_architectures(space, samples, seed)
@@ -457,8 +640,8 @@ def latency_error(
         lut["batch"], space.in_channels, space.input_size, space.input_size, device=device
     )
     nets = _networks(space, archs, x.device)
-    fastest = _fastest_passes([[net] for net in nets], x, lut.get("clock", "wall"), warmup, repeats)
-    return _check_rows(lut, space, archs, [times[0] for times in fastest])
+    measured = plain_times(nets, x, lut.get("clock", "wall"), warmup, repeats)
+    return _check_rows(lut, space, archs, measured)
 
 
 def _check_rows(
@@ -474,6 +657,7 @@ def _check_rows(
             {
                 "choices": list(choices),
                 "predicted_ms": predicted,
+                "summed_ms": predict_latency(lut, space, choices, fitted=False),
                 "measured_ms": ms,
                 "error_pct": 100.0 * (predicted - ms) / ms,
             }
@@ -482,16 +666,18 @@ def _check_rows(
 
 
 def prediction_quality(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """How well the summed prediction tracks measured networks (rows of
-    :func:`latency_error`): mean absolute error in %, and Spearman's rank correlation (whether
-    the prediction orders networks as the device does; what a budget relies on)."""
+    """How well the prediction tracks measured networks (rows of :func:`latency_error`): mean
+    absolute error in %, mean signed error in % (the bias: below 0, networks run slower than
+    predicted and a latency budget is not kept), and Spearman's rank correlation (whether the
+    prediction orders networks as the device does; what a budget relies on)."""
     if not rows:
         return {}
     mae = statistics.fmean(abs(r["error_pct"]) for r in rows)
+    bias = statistics.fmean(r["error_pct"] for r in rows)
     pred = _ranks([r["predicted_ms"] for r in rows])
     meas = _ranks([r["measured_ms"] for r in rows])
     rho = _pearson(pred, meas) if len(rows) > 1 else 1.0
-    return {"mean_abs_error_pct": mae, "rank_correlation": rho}
+    return {"mean_abs_error_pct": mae, "bias_pct": bias, "rank_correlation": rho}
 
 
 def _ranks(values: Sequence[float]) -> list[float]:

@@ -68,7 +68,13 @@ def test_latency_lookup_table_predicts_a_whole_network():
     rows = latency_error(lut, space, samples=2, warmup=2, repeats=5)
     assert all(r["predicted_ms"] > 0 and r["measured_ms"] > 0 for r in rows)
     cost, base = cost_tables(space, lut)
-    assert cost["latency_ms"] == lut["layers"] and base["latency_ms"] == lut["base_ms"]
+    scale = lut["scale"]
+    assert cost["latency_ms"] == [
+        [None if v is None else scale * v for v in r] for r in lut["layers"]
+    ]
+    assert base["latency_ms"] == pytest.approx(
+        max(0.0, scale * lut["base_ms"] + lut["overhead_ms"])
+    )
 
 
 def test_profile_command_writes_a_lut_and_reports_error(tmp_path, capsys):
@@ -97,7 +103,9 @@ def test_profile_command_writes_a_lut_and_reports_error(tmp_path, capsys):
     assert lut["space"] == "digits" and lut["batch"] == 4
     assert lut["method"].startswith("in context") and len(lut["check"]) == 2
     out = capsys.readouterr().out
-    assert "over 2 random networks: mean absolute error of the summed prediction" in out
+    assert "over 2 random networks, each timed whole (" in out
+    assert "batch 4, median of 3 after 1 warm-up, wall clock): mean absolute error" in out
+    assert "bias (mean signed error)" in out and "whole-forward overhead fitted on" in out
     assert "rank correlation (Spearman)" in out
 
 

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from ponas.cli import main
-from ponas.cost import context_rounds, prediction_quality, profile_latency, with_latency
+from ponas.cost import (
+    context_rounds,
+    lut_fit,
+    prediction_quality,
+    profile_latency,
+    with_latency,
+)
 from ponas.space import load_space
 from ponas.table import AccuracyTable
 from tests.test_deploy_solver import NAMES, all_networks, fits, make_table
@@ -143,7 +149,11 @@ def test_a_measured_lut_fits_its_space_and_not_another_resolution():
     path = [space.allowed_candidates(i)[0] for i in range(space.num_layers)]
     table = with_latency(AccuracyTable.build(space, accuracy, path), lut)
     assert table.meta["latency_device"] == lut["device"]
-    assert table.base_cost["latency_ms"] == lut["base_ms"] > 0
+    overhead, scale = lut_fit(lut)
+    assert lut["base_ms"] > 0 and scale > 0
+    assert table.base_cost["latency_ms"] == pytest.approx(
+        max(0.0, scale * lut["base_ms"] + overhead)
+    )
     assert all(
         (v is None) == (not space.allowed(i, c))
         for i, row in enumerate(table.cost["latency_ms"])
@@ -188,7 +198,10 @@ def test_search_with_a_lut_writes_a_table_with_that_devices_latency(tmp_path, ca
     assert main(args) == 0, capsys.readouterr().err
     table = AccuracyTable.load(tmp_path / "run" / "table.json")
     assert table.meta["latency_device"] == lut["device"]
-    assert table.base_cost["latency_ms"] == lut["base_ms"]
+    overhead, scale = lut_fit(lut)
+    assert table.base_cost["latency_ms"] == pytest.approx(
+        max(0.0, scale * lut["base_ms"] + overhead)
+    )
 
 
 def test_search_refuses_a_file_that_is_not_a_lut_before_it_starts(tmp_path, capsys):
