@@ -57,12 +57,13 @@ def check_folder(dataset: Dataset) -> None:
     run starts, or the web server), is still the one registered: its stored (resolved) path
     resolves to itself under a data root, and no link among its splits and their class
     folders (``train/cat``) leads out of it. A folder this machine does not have passes (the
-    data loader says it is missing)."""
+    data loader says it is missing); the data roots are checked where ``PONAS_DATA_ROOTS``
+    is set (a worker without it checks the folder only)."""
     root = Path(dataset.root)
     where = f'dataset "{dataset.name}"'
     again = "an admin registers it again (manage.py register_dataset) to use a new folder"
-    resolved = root.resolve()
-    if resolved != root or not any(resolved.is_relative_to(r) for r in _data_roots()):
+    resolved, roots = root.resolve(), _data_roots()
+    if resolved != root or (roots and not any(resolved.is_relative_to(r) for r in roots)):
         raise DatasetMoved(
             f"{where}: its folder is no longer the one registered (a link on its path was "
             f"changed, or PONAS_DATA_ROOTS no longer holds it); {again}"
