@@ -99,7 +99,9 @@ class OwnedObjectMixin:
         try:
             return super().get_object()
         except Http404:
-            raise NotFound(f"{self.noun} {self.kwargs.get('pk')} not found") from None
+            pk = str(self.kwargs.get("pk"))
+            shown = pk if len(pk) <= 20 else "(huge id)"  # an id of thousands of digits
+            raise NotFound(f"{self.noun} {shown} not found") from None
 
 
 def document_common_errors(result, generator, request, public):

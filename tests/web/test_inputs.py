@@ -71,6 +71,8 @@ def test_an_id_of_five_thousand_digits_is_a_400_not_a_500(api, finished_run):
     assert one_line_json_400(response) == expected
     response = api.get(f"/api/runs/{finished_run.pk}/preview/", {"profile": LONG_ID})
     assert one_line_json_400(response) == expected
+    response = api.get(f"/api/runs/{LONG_ID}/")
+    assert (response.status_code, response.json()) == (404, {"error": "run (huge id) not found"})
 
 
 @pytest.mark.parametrize("budget", ["1e9999999", "1e999999999999", "5e9999999M"])

@@ -432,6 +432,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             "profile",
             "finetune_epochs",
             "formats",
+            "queue",
             "status",
             "choices",
             "predicted_score",
