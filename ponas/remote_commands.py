@@ -19,7 +19,15 @@ from typing import Any
 
 from ponas.cli import CommandError, _set_options
 from ponas.files import DEFAULT_FORMATS, FILENAMES, FORMATS, atomic_write_text
-from ponas.remote import Client, RemoteError, base_url, config_path, forget
+from ponas.remote import (
+    Client,
+    NotSignedIn,
+    RemoteError,
+    Session,
+    base_url,
+    config_path,
+    forget,
+)
 from ponas.units import format_cost
 
 EXIT_FAILED = 1  # the run or build ended failed or cancelled
@@ -92,14 +100,33 @@ def _download_destination(folder: Path, fmt: str) -> Path:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    session = forget()
+    """Revoke the stored token on its server (``POST /api/auth/logout/``), then forget it;
+    a server that cannot be reached leaves it valid there, and the message says where to
+    revoke it."""
+    try:
+        session = Session.load()
+    except RemoteError:  # none (NotSignedIn), or unreadable: forget() removes it all the same
+        session = None
+    outcome = ""
+    if session is not None:
+        try:
+            Client(session.url, session.token).json("POST", "/api/auth/logout/")
+            outcome = "the server revoked it"
+        except NotSignedIn:
+            outcome = "the server no longer accepted it (expired or revoked already)"
+        except RemoteError as exc:
+            until = f" until {_when(session.expiry)}" if session.expiry else ""
+            outcome = (
+                f"could not revoke it ({exc}): it stays valid on the server{until}; revoke it "
+                f"on {session.url}/account/tokens/"
+            )
+    session = forget() or session
     if session is None:
         print(f"not signed in (no {config_path()}); nothing to do")
         return 0
     print(f"signed out of {session.url}: the token is removed from {config_path()}")
-    # the API has no way to revoke a token with itself; the Tokens page does it
-    until = f" until {_when(session.expiry)}" if session.expiry else ""
-    print(f"it stays valid on the server{until}; revoke it now on {session.url}/account/tokens/")
+    if outcome:
+        print(outcome)
     return 0
 
 
@@ -378,7 +405,7 @@ def add_remote_parser(sub: Any) -> None:
     )
     p.set_defaults(func=_guarded(cmd_login))
 
-    p = rsub.add_parser("logout", help="forget the stored URL and token")
+    p = rsub.add_parser("logout", help="revoke the token on the server and forget it")
     p.set_defaults(func=_guarded(cmd_logout))
 
     p = rsub.add_parser("runs", help="your runs: id, preset/dataset, state, progress, created")

@@ -126,7 +126,13 @@ class TensorBoardCallback(ScalarTracker):
 
     The event file is opened at the first scalar, so work that reports nothing leaves no
     file; several processes (the tasks of one web run) each write their own file into the
-    same folder, and TensorBoard reads them as one run."""
+    same folder, and TensorBoard reads them as one run.
+
+    A resumed search starts again at its last checkpoint's step: the steps logged after that
+    checkpoint, before the interruption, come again. The file of a tracker whose first
+    stage-1 step is past the first starts with TensorBoard's purge marker at that step
+    (``SummaryWriter(purge_step=...)``): TensorBoard hides the earlier files' events from
+    that step on, so each step shows once."""
 
     what = "TensorBoard logging"
 
@@ -140,13 +146,23 @@ class TensorBoardCallback(ScalarTracker):
         super().__init__(candidates, step_every, prefix)
         self.log_dir = Path(log_dir)
         self.writer = None
+        self.first_step: int | None = None  # the first stage-1 step this tracker saw
+
+    def step(self, stage: str, step: int, total_steps: int, metrics: dict[str, float]) -> None:
+        if stage == "stage1" and self.first_step is None and self.writer is None:
+            self.first_step = step
+        super().step(stage, step, total_steps, metrics)
 
     def _writer(self):
         if self.writer is None:
             # imported here: tensorboard and protobuf are heavy, and only a tracked run needs them
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.log_dir), flush_secs=10)
+            self.writer = SummaryWriter(
+                str(self.log_dir),
+                flush_secs=10,
+                purge_step=self.first_step if (self.first_step or 0) > 1 else None,
+            )
         return self.writer
 
     def write_scalars(self, values: dict[str, float], step: int) -> None:

@@ -29,7 +29,10 @@ def parse_budget(text: str | float) -> float:
         if not m:
             raise ValueError(f"invalid budget {shown}: expected {_BUDGET_FORMS}")
         # Decimal, then one rounding to float: "5.1M" is exactly the float 5.1e6
-        value = float(Decimal(m["num"]).scaleb(_SUFFIX_EXP[m["suf"].lower()]))
+        try:
+            value = float(Decimal(m["num"]).scaleb(_SUFFIX_EXP[m["suf"].lower()]))
+        except ArithmeticError:  # decimal.Overflow: an exponent past Decimal's (1e9999999)
+            value = math.inf
         if math.isinf(value):
             raise ValueError(f"invalid budget {shown}: the number is too large")
     else:

@@ -1,7 +1,12 @@
-"""Signing in and API tokens: sign-in attempts are throttled per user and per address (DRF's
-throttling, on the token endpoint, the login page and the admin login alike); API tokens are
-django-rest-knox tokens (stored as hashes, expiring), revoked on the Tokens page and all at
-once when the user's password changes."""
+"""Signing in and API tokens: failed sign-ins are throttled (DRF's rate format, counted in the
+cache, on the token endpoint, the login page and the admin login alike) per user name and
+address, with a higher ceiling per user name from any address and one per address for any
+name; API tokens are django-rest-knox tokens (stored as hashes, expiring), revoked on the
+Tokens page, with ``POST /api/auth/logout/`` (``ponas remote logout``), and all at once when
+the user's password changes.
+
+Only failures count: a user who signs in often is never throttled, and someone who guesses
+from other addresses does not lock the user out of theirs (until the per-name ceiling)."""
 
 from __future__ import annotations
 
@@ -14,38 +19,79 @@ from django.dispatch import receiver
 from django.http import HttpResponse
 from django.utils import timezone
 from knox.models import AuthToken
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 
 class SignInThrottle(SimpleRateThrottle):
-    """Counts sign-in attempts (POSTs) in the cache; a subclass says what it counts by."""
+    """Counts failed sign-ins in the cache; a subclass says what it counts by. :meth:`full`
+    asks before an attempt, :meth:`count_failure` counts one that failed."""
+
+    def get_rate(self) -> str:
+        # read when used, not when the class is defined: settings can change (tests do)
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
 
     def ident(self, request) -> str | None:
         raise NotImplementedError
 
-    def get_cache_key(self, request, view) -> str | None:
+    def get_cache_key(self, request, view=None) -> str | None:
         ident = self.ident(request)
         if ident is None:
             return None
         digest = hashlib.sha256(ident.encode()).hexdigest()  # any length, any character
         return self.cache_format % {"scope": self.scope, "ident": digest}
 
+    def full(self, request) -> bool:
+        """Whether this many failures already happened within the period (:meth:`wait` then
+        says how long until the oldest ages out)."""
+        self.key = self.get_cache_key(request)
+        self.history, self.now = [], self.timer()
+        if self.key is None:
+            return False
+        self.history = self.cache.get(self.key, [])
+        while self.history and self.history[-1] <= self.now - self.duration:
+            self.history.pop()
+        return len(self.history) >= self.num_requests
+
+    def count_failure(self, request) -> None:
+        key = self.get_cache_key(request)
+        if key is None:
+            return
+        now = self.timer()
+        history = [t for t in self.cache.get(key, []) if t > now - self.duration]
+        self.cache.set(key, [now, *history][: self.num_requests], self.duration)
+
+
+def _username(request) -> str | None:
+    data = getattr(request, "data", None)
+    if data is None:  # a Django request (the login pages)
+        data = request.POST
+    username = data.get("username") if hasattr(data, "get") else None
+    return str(username).strip().lower() if username else None
+
+
+class SignInUserAddressThrottle(SignInThrottle):
+    """Failures for one user name from one address (``PONAS_SIGN_IN_RATE_USER_ADDRESS``)."""
+
+    scope = "sign_in_user_address"
+
+    def ident(self, request) -> str | None:
+        username = _username(request)
+        return None if username is None else f"{username}\0{self.get_ident(request)}"
+
 
 class SignInUserThrottle(SignInThrottle):
-    """Attempts for one username, from any address (``PONAS_SIGN_IN_RATE_USER``)."""
+    """Failures for one user name from any address (``PONAS_SIGN_IN_RATE_USER``): the
+    ceiling on guessing one user's password from many addresses, higher than the one above."""
 
     scope = "sign_in_user"
 
     def ident(self, request) -> str | None:
-        data = getattr(request, "data", None)
-        if data is None:  # a Django request (the login pages)
-            data = request.POST
-        username = data.get("username") if hasattr(data, "get") else None
-        return str(username).strip().lower() if username else None
+        return _username(request)
 
 
 class SignInAddressThrottle(SignInThrottle):
-    """Attempts from one address, for any username (``PONAS_SIGN_IN_RATE_ADDRESS``)."""
+    """Failures from one address, for any user name (``PONAS_SIGN_IN_RATE_ADDRESS``)."""
 
     scope = "sign_in_address"
 
@@ -53,7 +99,7 @@ class SignInAddressThrottle(SignInThrottle):
         return self.get_ident(request)
 
 
-SIGN_IN_THROTTLES = (SignInAddressThrottle, SignInUserThrottle)
+SIGN_IN_THROTTLES = (SignInAddressThrottle, SignInUserAddressThrottle, SignInUserThrottle)
 
 
 def too_many_attempts(wait: float | None) -> tuple[str, int]:
@@ -62,20 +108,40 @@ def too_many_attempts(wait: float | None) -> tuple[str, int]:
     return f"too many sign-in attempts; try again in {seconds} s", seconds
 
 
+def sign_in_refused(request) -> float | None:
+    """None when ``request`` may try to sign in; else the seconds to wait (a limit of failed
+    sign-ins for its user name, address, or the pair is reached)."""
+    for throttle in (cls() for cls in SIGN_IN_THROTTLES):
+        if throttle.full(request):
+            return throttle.wait() or 1.0
+    return None
+
+
+def count_failed_sign_in(request) -> None:
+    """Count a sign-in that failed (wrong password, unknown user, a field missing)."""
+    for throttle in (cls() for cls in SIGN_IN_THROTTLES):
+        throttle.count_failure(request)
+
+
 def throttled_sign_in(view):
-    """A sign-in view (the login page, the admin login) whose POSTs count against the same
-    throttles as ``POST /api/auth/token/``: 429 with Retry-After once a limit is reached."""
+    """A sign-in view (the login page, the admin login) whose failed POSTs count against the
+    same limits as ``POST /api/auth/token/``: 429 with Retry-After once one is reached. A
+    sign-in that succeeds redirects; any other answer to a POST is a failure."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
-        if request.method == "POST":
-            for throttle in (cls() for cls in SIGN_IN_THROTTLES):
-                if not throttle.allow_request(request, None):
-                    message, seconds = too_many_attempts(throttle.wait())
-                    response = HttpResponse(message, status=429, content_type="text/plain")
-                    response["Retry-After"] = str(seconds)
-                    return response
-        return view(request, *args, **kwargs)
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        wait = sign_in_refused(request)
+        if wait is not None:
+            message, seconds = too_many_attempts(wait)
+            response = HttpResponse(message, status=429, content_type="text/plain")
+            response["Retry-After"] = str(seconds)
+            return response
+        response = view(request, *args, **kwargs)
+        if response.status_code not in (301, 302, 303):
+            count_failed_sign_in(request)
+        return response
 
     return wrapper
 

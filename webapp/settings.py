@@ -207,9 +207,18 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON nested at most webapp.parsers.MAX_JSON_DEPTH levels (deeper: a 400, not a RecursionError)
+    "DEFAULT_PARSER_CLASSES": [
+        "webapp.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # sign-in attempts (the token endpoint, the login page, the admin login): webapp/accounts.py
+    # failed sign-ins only: per user name from one address, per user name from any address
+    # (the ceiling against guessing from many), per address for any name
     "DEFAULT_THROTTLE_RATES": {
-        "sign_in_user": os.environ.get("PONAS_SIGN_IN_RATE_USER", "5/minute"),
+        "sign_in_user_address": os.environ.get("PONAS_SIGN_IN_RATE_USER_ADDRESS", "5/minute"),
+        "sign_in_user": os.environ.get("PONAS_SIGN_IN_RATE_USER", "30/minute"),
         "sign_in_address": os.environ.get("PONAS_SIGN_IN_RATE_ADDRESS", "20/minute"),
     },
     # X-Forwarded-For is trusted from this many proxies (the TLS proxy in front: 1)

@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("webapp.pages.urls")),
 ]
 
+handler400 = "webapp.api.bad_request"
 handler404 = "webapp.api.not_found"

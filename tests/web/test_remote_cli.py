@@ -19,7 +19,7 @@ from django.conf import settings
 
 from ponas.cli import main
 from ponas.export import load_bundle
-from ponas.remote import Session
+from ponas.remote import Client, NotSignedIn, Session
 from ponas.solve import Infeasible, solve
 from tests.web.helpers import make_finished_run, make_run
 from tests.web.workers import Workers
@@ -258,12 +258,16 @@ def test_waiting_on_a_cancelled_run_exits_1(signed_in, alice, capsys):
     assert (status, out) == (1, f"run {run.pk} cancelled\n")
 
 
-def test_signing_out_forgets_the_token(signed_in, config, capsys):
+def test_signing_out_revokes_the_token_on_the_server_and_forgets_it(signed_in, config, capsys):
+    token = Session.load(config).token
     status, out, _ = ponas(capsys, "remote", "logout")
     assert status == 0
-    assert out.startswith(f"signed out of {signed_in}: the token is removed from {config}\n")
-    assert f"revoke it now on {signed_in}/account/tokens/" in out
+    assert out == (
+        f"signed out of {signed_in}: the token is removed from {config}\nthe server revoked it\n"
+    )
     assert not config.exists()
+    with pytest.raises(NotSignedIn):  # a copy of the token no longer signs anyone in
+        Client(signed_in, token).runs()
     status, out, _ = ponas(capsys, "remote", "logout")
     assert (status, out) == (0, f"not signed in (no {config}); nothing to do\n")
 

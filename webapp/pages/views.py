@@ -33,6 +33,7 @@ from webapp.runs.serializers import (
     DeploymentSerializer,
     SearchRunDetailSerializer,
     SearchRunSerializer,
+    shown_task,
 )
 from webapp.runs.tables import accuracy_table, fidelity
 from webapp.runs.tracking import event_files
@@ -225,6 +226,8 @@ def tokens(request):
 def workers_list(request):
     """The live workers (and the queues with none), from the worker registry."""
     live = list(workers.live_workers())
+    for worker in live:  # its arguments name other users' runs: staff only
+        worker.shown_task = shown_task(worker.current_task, request.user)
     consumed = {q for w in live for q in w.queues or []}
     idle_queues = [
         {"name": q, "start_command": workers.start_command(q)}

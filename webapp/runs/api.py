@@ -7,7 +7,7 @@ team member who may not manage a run gets 403, anyone else 404. Reads change not
 from __future__ import annotations
 
 import django_filters.rest_framework as filters
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -173,7 +173,9 @@ class RunViewSet(
     def tensorboard(self, request, pk=None):
         """The run's TensorBoard event files (stage-1 loss, accuracy, learning rate, images/s;
         each table row as it closed; its deployments' accuracy) as a zip: unpack it and run
-        ``tensorboard --logdir`` on the folder. Available while the run runs, too."""
+        ``tensorboard --logdir`` on the folder. Available while the run runs, too, to
+        whoever sees the run (its owner and the members of its team); the zip is made as it
+        is sent."""
         run = self.get_object()
         archive = events_archive(run)
         if archive is None:
@@ -182,11 +184,10 @@ class RunViewSet(
                 "first stage-1 steps",
                 status.HTTP_404_NOT_FOUND,
             )
-        return FileResponse(
+        return StreamingHttpResponse(
             archive,
-            as_attachment=True,
-            filename=f"run-{run.pk}-tensorboard.zip",
             content_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="run-{run.pk}-tensorboard.zip"'},
         )
 
     @extend_schema(
@@ -255,7 +256,8 @@ class RunViewSet(
             return Response(s.DeviceProfileSerializer(profiles, many=True).data)
         serializer = s.DeviceProfileSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
-        queue = serializer.validated_data.get("queue", run.queue)
+        # no queue given: the run's, if this user may send work there (services.work_queue)
+        queue = serializer.validated_data.get("queue") or services.work_queue(request.user, run)
         profile = services.start_profile(run, queue, request.user)
         return Response(s.DeviceProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
 

@@ -7,7 +7,9 @@ dataset, never its folder or a worker's host.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
 from ponas.catalog import BUILTIN_DATASETS, SHAPES_TEST, SHAPES_TRAIN
+from ponas.search.config import ConfigError
 from ponas.space import load_space
 from webapp.runs.models import Dataset
 
@@ -24,12 +27,22 @@ from webapp.runs.models import Dataset
 BUNDLED = BUILTIN_DATASETS
 
 
+class DatasetMoved(ConfigError):
+    """A registered dataset's folder is not where it was registered any more (a link on its
+    path re-pointed, a link inside it leading out of the data roots): the run is refused."""
+
+
+def _data_roots() -> list[Path]:
+    return [Path(r).resolve() for r in settings.PONAS_DATA_ROOTS]
+
+
 def check_registration(name: str, root: str) -> Path:
-    """The registered folder, resolved; ValidationError unless it lies under a
+    """The registered folder, resolved (links followed now, once: the resolved path is what
+    is stored and handed to workers); ValidationError unless it lies under a
     ``PONAS_DATA_ROOTS`` folder and the name is not a bundled dataset's."""
     if name in BUNDLED:
         raise ValidationError({"name": f'"{name}" is a bundled dataset: choose another name'})
-    roots = [Path(r).resolve() for r in settings.PONAS_DATA_ROOTS]
+    roots = _data_roots()
     path = Path(root).expanduser().resolve()
     if not any(path.is_relative_to(r) for r in roots):
         allowed = ", ".join(map(str, roots)) or "none: set PONAS_DATA_ROOTS"
@@ -37,6 +50,45 @@ def check_registration(name: str, root: str) -> Path:
             {"root": f"{root} is not under a data root (PONAS_DATA_ROOTS: {allowed})"}
         )
     return path
+
+
+def check_folder(dataset: Dataset) -> None:
+    """Raise :class:`DatasetMoved` unless ``dataset``'s folder, on this machine (a worker as a
+    run starts, or the web server), is still the one registered: its stored (resolved) path
+    resolves to itself under a data root, and no link among its splits and their class
+    folders (``train/cat``) leads out of it. A folder this machine does not have passes (the
+    data loader says it is missing); the data roots are checked where ``PONAS_DATA_ROOTS``
+    is set (a worker without it checks the folder only)."""
+    root = Path(dataset.root)
+    where = f'dataset "{dataset.name}"'
+    again = "an admin registers it again (manage.py register_dataset) to use a new folder"
+    resolved, roots = root.resolve(), _data_roots()
+    if resolved != root or (roots and not any(resolved.is_relative_to(r) for r in roots)):
+        raise DatasetMoved(
+            f"{where}: its folder is no longer the one registered (a link on its path was "
+            f"changed, or PONAS_DATA_ROOTS no longer holds it); {again}"
+        )
+    for entry in _links_in(root, depth=2):
+        if not Path(entry).resolve().is_relative_to(resolved):
+            inside = Path(entry).relative_to(root).as_posix()
+            raise DatasetMoved(
+                f"{where}: {inside[:200]} inside its folder is a link that leads out of it; "
+                f"links inside a registered folder must stay inside it; {again}"
+            )
+
+
+def _links_in(folder: Path, depth: int) -> Iterator[str]:
+    """The symbolic links among ``folder``'s entries and, ``depth`` levels down, those of
+    its sub-folders (the links themselves are not followed)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    yield entry.path
+                elif depth > 1 and entry.is_dir(follow_symlinks=False):
+                    yield from _links_in(Path(entry.path), depth - 1)
+    except OSError:  # missing or unreadable here: the loader reports it
+        return
 
 
 def usable_by(user) -> QuerySet[Dataset]:
@@ -85,6 +137,7 @@ def search_settings(preset: str, config: dict[str, Any]) -> dict[str, Any]:
     dataset = Dataset.objects.filter(name=name).first()
     if dataset is None:
         raise ValueError(f'dataset "{name}" is not registered (any more)')
+    check_folder(dataset)  # where a worker runs it: its folder as registered, or refused
     return {**config, "dataset": dataset.kind, "dataset_dir": dataset.root}
 
 
@@ -103,8 +156,13 @@ def _builtin_images() -> dict[str, int]:
     return {"digits": len(load_digits().images), "shapes": SHAPES_TRAIN + SHAPES_TEST}
 
 
-# An absolute path of at least two parts (``/a/b``), as error texts quote them.
-_PATH = re.compile(r"(?<![\w.\"])/(?:[^\s/'\"`:,;()<>\[\]]+/)+[^\s'\"`:,;()<>\[\]]*")
+# What an error text may quote of a server path, and how it is found: a quoted absolute path
+# (spaces and all: Python quotes the paths in its errors), or an unquoted one of at least two
+# parts (``/a/b``) with the words after it that go on with a slash (``/data/my set/x/1.png``).
+# Right after a name put in for a known folder (\x00) the rest of the path is the user's own.
+_END = r"\s'\"`:,;()<>\[\]\x00"
+_QUOTED_PATH = re.compile(r"(['\"`])/[^'\"`\n/\x00]+/[^'\"`\n\x00]*(?=\1)")
+_PATH = re.compile(rf"(?<![\w.\x00])/(?:[^/{_END}]+/)+[^{_END}]*(?: [^{_END}]*/[^{_END}]*)*")
 
 
 def public_text(text: str, run, worker: str = "") -> str:
@@ -123,10 +181,17 @@ def public_text(text: str, run, worker: str = "") -> str:
         replacements.append((store, "the artifact store"))
     for host in {worker, worker.partition("@")[2]} - {""}:
         replacements.append((host, "the worker"))
+    text = text.replace("\x00", "")
+    names: list[str] = []
     for old, new in sorted(replacements, key=lambda r: -len(r[0])):
         # Whole names only: a worker host "test" must not turn "test_batch" into something else.
-        text = re.sub(rf"(?<![\w.-]){re.escape(old)}(?![\w-])", new, text)
-    return _PATH.sub("(a server path)", text)
+        # Each becomes a marker first, so the path scrubbers below leave what follows it.
+        marker = f"\x00{len(names)}\x00"
+        names.append(new)
+        text = re.sub(rf"(?<![\w.-]){re.escape(old)}(?![\w-])", marker, text)
+    text = _QUOTED_PATH.sub(lambda m: m[1] + "(a server path)", text)
+    text = _PATH.sub("(a server path)", text)
+    return re.sub(r"\x00(\d+)\x00", lambda m: names[int(m[1])], text)
 
 
 def public_meta(run, meta: dict[str, Any]) -> dict[str, Any]:

@@ -34,8 +34,16 @@ def over_limit(preset: str, config: dict[str, Any], cfg: SearchConfig) -> str | 
 
 
 def long_text(config: dict[str, Any]) -> str | None:
-    """Why a setting's value is too long to store, or None."""
+    """Why a setting's value is too long to store, or None: a string longer than
+    ``MAX_TEXT`` anywhere in it (inside lists and objects too)."""
     for key, value in config.items():
-        if isinstance(value, str) and len(value) > MAX_TEXT:
-            return f"{key}: at most {MAX_TEXT} characters, got {len(value):,}"
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str) and len(item) > MAX_TEXT:
+                return f"{key}: at most {MAX_TEXT} characters, got {len(item):,}"
+            if isinstance(item, list):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                stack.extend([*item, *item.values()])
     return None

@@ -273,6 +273,14 @@ class Deployment(models.Model):
     formats = models.JSONField(default=list)
     choices = models.JSONField(default=list)
     predicted_score = models.FloatField(null=True, blank=True, help_text="sum of A[l][c_l]")
+    score_stderr = models.FloatField(
+        null=True, blank=True, help_text="standard error of predicted_score (null: not recorded)"
+    )
+    queue = models.CharField(
+        max_length=16,
+        default=Queue.GPU,
+        help_text="where its build goes: the run's queue, if whoever asked may send work there",
+    )
     cost = models.JSONField(default=dict)
     measured_accuracy = models.FloatField(null=True, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
@@ -421,7 +429,8 @@ class Dataset(models.Model):
     def clean(self) -> None:
         from webapp.runs.datasets import check_registration
 
-        check_registration(self.name, self.root)
+        # stored resolved: a link re-pointed later does not move the dataset (datasets.py)
+        self.root = str(check_registration(self.name, self.root))
 
 
 class Lease(models.Model):

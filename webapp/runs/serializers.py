@@ -4,6 +4,7 @@ allowed values, and shape what the API returns."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from django.conf import settings
@@ -49,16 +50,21 @@ MAX_SAFE_INTEGER = 2**53
 
 
 def _storable_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return abs(value) <= MAX_SAFE_INTEGER
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_storable_number(v) for v in value)
-    if isinstance(value, dict):
-        return all(_storable_number(v) for v in value.values())
+    """Whether every number in ``value`` (nested lists and objects too) is one a database and
+    a client hold exactly. Walked without recursion: no nesting makes it raise."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and abs(item) > MAX_SAFE_INTEGER:
+            return False
+        if isinstance(item, float) and not math.isfinite(item):
+            return False
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
     return True
 
 
@@ -268,14 +274,19 @@ class BudgetField(serializers.Field):
         return value
 
 
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+
+
 class IdField(serializers.PrimaryKeyRelatedField):
     """An object by its id: an integer (or its digits), as ``does_not_exist`` when no database
     column could hold it."""
 
     def to_internal_value(self, data: Any):
-        # an id is an integer (or its digits): 1.5 is not run 1, and a number no database
-        # column holds is no run at all
-        if isinstance(data, str) and data.strip().isdigit():
+        # an id is an integer (or its ASCII digits: "²" is a digit to str.isdigit, not to
+        # int): 1.5 is not run 1, and a number no database column holds is no run at all
+        if isinstance(data, str) and _DIGITS.fullmatch(data.strip()):
+            if len(data.strip()) > 20:  # int() of thousands of digits is refused (or slow)
+                self.fail("does_not_exist", pk_value="(huge id)")
             data = int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("incorrect_type", data_type=type(data).__name__)
@@ -320,8 +331,10 @@ def check_profile(run: SearchRun, profile: DeviceProfile | None) -> None:
         )
 
 
-class DeviceProfileSerializer(serializers.ModelSerializer):
+class DeviceProfileSerializer(PublicErrorMixin, serializers.ModelSerializer):
     """A device's latency for a run: what to create (a queue), and what its worker measured."""
+
+    error = serializers.SerializerMethodField(help_text="why the timing failed")
 
     queue = serializers.CharField(
         required=False,
@@ -419,9 +432,11 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             "profile",
             "finetune_epochs",
             "formats",
+            "queue",
             "status",
             "choices",
             "predicted_score",
+            "score_stderr",
             "cost",
             "measured_accuracy",
             "metrics",
@@ -478,6 +493,7 @@ class DeploymentSerializer(PublicErrorMixin, serializers.ModelSerializer):
             ) from None
         attrs["choices"] = selection.choices
         attrs["predicted_score"] = selection.score
+        attrs["score_stderr"] = selection.score_stderr
         attrs["cost"] = selection.cost
         return attrs
 
@@ -554,7 +570,23 @@ class SelectionSerializer(serializers.Serializer):
     cost = serializers.DictField(child=serializers.FloatField())
 
 
+def shown_task(current_task: str, user) -> str:
+    """What ``user`` may read of a worker's current task: staff all of it, anyone else its
+    name only (its arguments name other users' runs and builds)."""
+    if getattr(user, "is_staff", False):
+        return current_task
+    return current_task.partition("[")[0].strip()
+
+
 class WorkerSerializer(serializers.ModelSerializer):
+    current_task = serializers.SerializerMethodField(
+        help_text="the task it runs (its name; staff also read its id and arguments)"
+    )
+
+    def get_current_task(self, worker: Worker) -> str:
+        request = self.context.get("request")
+        return shown_task(worker.current_task, getattr(request, "user", None))
+
     class Meta:
         model = Worker
         fields = [

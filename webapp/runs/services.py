@@ -19,7 +19,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.celery import app
-from webapp.runs.models import ACTIVE, Deployment, DeviceProfile, SearchRun, Status
+from webapp.runs import leases
+from webapp.runs.models import ACTIVE, Deployment, DeviceProfile, Lease, SearchRun, Status
 
 # Task names, as tasks/ registers them (``@shared_task(name=...)``).
 RUN_SEARCH = "tasks.search.run_search"
@@ -143,12 +144,35 @@ def delete_run(run: SearchRun) -> None:
             f"run {run.pk} has a deployment building (deployment {building.pk}, "
             f"{building.status}); delete the run once it has finished"
         )
+    # a worker may still write under the run's folder after its status changed (a cancel it
+    # has not seen yet, a run failed by the watchdog while its worker lives on): not while a
+    # live lease of it is held, or the folder would be removed mid-write
+    now = timezone.now()
+    held = Lease.objects.filter(run=run, task_id__gt="").order_by("key")
+    working = next((lease for lease in held if leases.holder_alive(lease, now)), None)
+    if working is not None:
+        raise Conflict(
+            f'run {run.pk} is still being written by a worker ("{working.key}"); delete it '
+            "once that work has stopped"
+        )
     out_dir = run.out_dir
     run.delete()
     transaction.on_commit(lambda: shutil.rmtree(out_dir, ignore_errors=True))
 
 
 # ---- deployments ----------------------------------------------------------------------------
+
+
+def work_queue(user, run: SearchRun) -> str:
+    """Where the heavy work ``user`` asks for on ``run`` (a build, a device profile) goes:
+    the run's queue when ``user`` may send work there (staff: any; others: a
+    ``PONAS_USER_QUEUES`` queue), else the first of those. A team member who is not staff
+    never reaches ``default`` through a run a staff member queued there."""
+    if user.is_staff or run.queue in settings.PONAS_USER_QUEUES:
+        return run.queue
+    if not settings.PONAS_USER_QUEUES:
+        raise Conflict("this server lets no user send work to a queue (PONAS_USER_QUEUES)")
+    return settings.PONAS_USER_QUEUES[0]
 
 
 @transaction.atomic
@@ -162,8 +186,9 @@ def start_deployment(user, **fields: Any) -> Deployment:
         raise Conflict(f"run {fields['run'].pk} was deleted")
     active = Deployment.objects.filter(requested_by=user, status__in=ACTIVE)
     check_quota(user, active, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, BUILDS)
-    deployment = Deployment.objects.create(requested_by=user, **fields)
-    send_build(deployment.pk, deployment.run.queue)
+    queue = work_queue(user, run)
+    deployment = Deployment.objects.create(requested_by=user, queue=queue, **fields)
+    send_build(deployment.pk, deployment.queue)
     return deployment
 
 

@@ -3,14 +3,16 @@
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from knox.auth import TokenAuthentication
+from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
-from rest_framework.exceptions import Throttled
+from rest_framework.exceptions import Throttled, ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.routers import DefaultRouter
 from rest_framework.views import APIView
 
-from webapp.accounts import SIGN_IN_THROTTLES, issue_token, too_many_attempts
+from webapp.accounts import count_failed_sign_in, issue_token, sign_in_refused, too_many_attempts
 from webapp.api import ERROR
 from webapp.runs.api import DeploymentViewSet, RunViewSet, WorkerViewSet
 
@@ -28,25 +30,40 @@ from webapp.runs.api import DeploymentViewSet, RunViewSet, WorkerViewSet
 )
 class TokenView(APIView):
     """A new API token for a username and password (400 with the reason otherwise); it
-    expires (``expiry``) and can be revoked on the Tokens page. Attempts are throttled per
-    user and per address (429 with Retry-After)."""
+    expires (``expiry``) and can be revoked on the Tokens page or with ``auth/logout/``.
+    Failed attempts are throttled per user name and address, per user name and per address
+    (429 with Retry-After); a successful one, or any GET, counts against nothing."""
 
     authentication_classes = ()  # it is how one signs in: no credentials needed, none read
     permission_classes = ()
-    throttle_classes = SIGN_IN_THROTTLES
     serializer_class = AuthTokenSerializer
 
-    def throttled(self, request, wait):
-        message, seconds = too_many_attempts(wait)
-        exc = Throttled(detail=message)
-        exc.wait = seconds  # the Retry-After header (not appended to the message)
-        raise exc
-
     def post(self, request):
+        wait = sign_in_refused(request)
+        if wait is not None:
+            message, seconds = too_many_attempts(wait)
+            exc = Throttled(detail=message)
+            exc.wait = seconds  # the Retry-After header (not appended to the message)
+            raise exc
         serializer = AuthTokenSerializer(data=request.data, context={"request": request})
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            count_failed_sign_in(request)
+            raise ValidationError(serializer.errors)
         instance, token = issue_token(serializer.validated_data["user"])
         return Response({"token": token, "expiry": instance.expiry})
+
+
+@extend_schema(request=None, responses={204: None})
+class LogoutView(APIView):
+    """Revoke the API token this request is made with (``ponas remote logout``): it is
+    refused from then on. Other tokens of the user stay valid (the Tokens page lists them)."""
+
+    authentication_classes = (TokenAuthentication,)  # a token, not a browser session
+    permission_classes = (IsAuthenticated,)
+
+    def post(self, request):
+        request.auth.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 router = DefaultRouter()
@@ -56,5 +73,6 @@ router.register("workers", WorkerViewSet, basename="worker")
 
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
+    path("auth/logout/", LogoutView.as_view(), name="auth-logout"),
     *router.urls,
 ]

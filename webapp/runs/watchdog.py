@@ -98,10 +98,10 @@ DEPLOYMENTS = _Kind(
     Deployment,
     lambda: Lease.objects.filter(deployment__status=Status.RUNNING),
     "deployment_id",
-    ("run__queue",),
+    ("queue",),
     current=lambda row: {},
     requeue=lambda row: {},
-    send=lambda row: send_build(row["pk"], row["run__queue"]),
+    send=lambda row: send_build(row["pk"], row["queue"]),
     next_step="deploy again to build it",
 )
 

@@ -1,5 +1,6 @@
 """`manage.py register_dataset NAME --kind imagefolder --root /data/x [--everyone]
-[--user alice] [--group vision]`: register (or update) a dataset users choose by name."""
+[--user alice] [--group vision]`: register (or update) a dataset users choose by name; a
+re-run sets who may use it (users and groups not named lose access)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from webapp.runs.models import Dataset
 
 class Command(BaseCommand):
     help = (
-        "Register a dataset (its folder under PONAS_DATA_ROOTS) that web and API users choose "
-        "by name; run it again to change one."
+        "Register a dataset (its folder under PONAS_DATA_ROOTS, stored with its links resolved) "
+        "that web and API users choose by name; run it again to change one: the --user and "
+        "--group given then replace the earlier ones (anyone not named loses access)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -43,8 +45,17 @@ class Command(BaseCommand):
             raise CommandError(  # noqa: B904 (the validation message is the whole story)
                 "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
             )
+        before = set()
+        if dataset.pk is not None:
+            before = {u.username for u in dataset.users.all()}
+            before |= {f"group {g.name}" for g in dataset.groups.all()}
         dataset.save()
-        dataset.users.add(*users)
-        dataset.groups.add(*groups)
+        # the list given is the list: whoever is not named (any more) loses access
+        dataset.users.set(users)
+        dataset.groups.set(groups)
         who = "everyone" if everyone else ", ".join([*user, *group]) or "nobody yet"
-        self.stdout.write(f'dataset "{name}" ({kind}) registered; who may use it: {who}')
+        line = f'dataset "{name}" ({kind}) registered; who may use it: {who}'
+        revoked = sorted(before - set(user) - {f"group {g}" for g in group})
+        if revoked:
+            line += f"; access removed for: {', '.join(revoked)}"
+        self.stdout.write(line)
