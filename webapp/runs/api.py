@@ -440,7 +440,8 @@ class AuditViewSet(
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Audit.objects.none()
-        return Audit.objects.filter(run=self.run()).select_related("requested_by", "run")
+        audits = access.visible_audits(self.request.user).filter(run=self.run())
+        return audits.select_related("requested_by", "run")
 
     def get_serializer_context(self):
         context = super().get_serializer_context()
