@@ -378,7 +378,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(audit))
     elif audit["status"] == "succeeded":
-        print_report(audit["results"])
+        print_report(audit["results"], out=sys.stdout)
     if audit["status"] != "succeeded":
         if not args.json:
             reason = f": {audit['error']}" if audit.get("error") else ""

@@ -27,7 +27,7 @@ from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
 from django.db.models import F
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from ponas.audit import Recipe, run_audit, train_from_scratch
@@ -146,7 +146,8 @@ def _train_held(task, audit: Audit, network: AuditNetwork, holding) -> bool:
         finished=timezone.now(),
     )
     done = AuditNetwork.objects.filter(audit=audit, accuracy__isnull=False).count()
-    Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(trained=done)
+    # (two trainings ending at once: the later count wins, never a smaller one)
+    Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(trained=Greatest("trained", done))
     log.info("audit %s: training %s done (%s of %s)", audit.pk, network.pk, done, audit.total)
     return True
 

@@ -169,7 +169,7 @@ def leased(
     """The lease ``key`` (see :mod:`webapp.runs.leases`) for this task while the block runs,
     released after; None when a live process holds it (this copy must do nothing) or when
     processes died holding it too often (then the run or build is marked failed here)."""
-    attempt = run.attempt if run is not None else 0
+    attempt = run.attempt if run is not None else audit.attempt if audit is not None else 0
     worker, task_id = task.request.hostname or "", task.request.id or ""
     try:
         holding = take(

@@ -221,11 +221,13 @@ def _hold(audit: Audit, seconds_ago: float) -> None:
     from django.utils import timezone
 
     renewed = timezone.now() - timedelta(seconds=seconds_ago)
+    audit.refresh_from_db()
     network = audit.trainings.first()
     Lease.objects.update_or_create(
         key=f"audit {audit.pk} network {network.pk}",
         defaults={
             "audit": audit,
+            "attempt": audit.attempt,  # of the audit's current attempt
             "worker": "w1@gone",
             "host": "gone-host",
             "pid": 1,
@@ -252,10 +254,13 @@ def test_watchdog_resends_an_audit_whose_worker_vanished_then_fails_it(
         reaped = reap_stuck_audits()
     assert reaped.requeued == [audit.pk]
     audit.refresh_from_db()
-    assert (audit.status, audit.auto_resumes) == (Status.QUEUED, 1)
+    assert (audit.status, audit.auto_resumes, audit.attempt) == (Status.QUEUED, 1, 2)
     assert len(callbacks) == audit.total - 1  # the trainings still to do, not the stored one
-    # lost again: no automatic resumes left, it fails with the reason
+    # a re-sent training starts (running again): the lost lease, of the earlier attempt and
+    # still held until a delivery takes it over, does not make the audit lost again
     Audit.objects.filter(pk=audit.pk).update(status=Status.RUNNING)
+    assert not reap_stuck_audits()
+    # lost again: no automatic resumes left, it fails with the reason
     _hold(audit, settings.PONAS_HEARTBEAT_TIMEOUT + 5)
     assert reap_stuck_audits().failed == [audit.pk]
     audit.refresh_from_db()

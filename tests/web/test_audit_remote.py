@@ -80,6 +80,6 @@ def test_user_audits_a_run_through_a_worker_and_reads_the_report(
         "audit: networks trained from scratch (1 epochs, lr 0.1, 1 seed(s)), scored on the "
         "test split"
     )
-    assert "budget 1.6M MACs: 3 of " in out
+    assert "budget 1.60M MACs: 3 of " in out
     assert "tau_table" in out and "deployed percentile" in out
     assert Audit.objects.get().results["budgets"][0]["sentence"] in out

@@ -55,6 +55,7 @@ def test_an_audit_runs_from_the_api_to_its_report_on_a_real_worker(
     Lease.objects.create(
         key=f"audit {audit_id} network {dead.pk}",
         audit_id=audit_id,
+        attempt=1,  # the audit's (first) attempt
         worker="w9@test",
         host=HOST,
         pid=_dead_pid(),
@@ -128,3 +129,35 @@ def test_a_cancelled_audit_stops_the_training_under_way(
     audit = Audit.objects.get(pk=audit_id)
     assert audit.status == Status.CANCELLED and audit.results is None
     assert AuditNetwork.objects.filter(audit_id=audit_id, accuracy__isnull=True).exists()
+
+
+def test_an_audit_whose_worker_is_killed_is_finished_by_the_next_worker(
+    django_user_model,
+    workers,  # noqa: F811
+    settings,
+    monkeypatch,
+):
+    from tests.web.test_worker_killed import fast_watchdog, kill
+
+    fast_watchdog(monkeypatch, settings, auto_resumes=1)
+    api = token_client(django_user_model)
+    run = _finished_run(django_user_model)
+    body = {"budgets": ["1.6M"], "networks": 3, "epochs": 1}
+    audit_id = api.post(f"/api/runs/{run.pk}/audits/", body, format="json").json()["id"]
+    held = Lease.objects.filter(audit_id=audit_id, task_id__gt="")
+
+    pool = workers(1)
+    deadline = time.monotonic() + 120
+    while not (held.exists() and Audit.objects.get(pk=audit_id).status == Status.RUNNING):
+        assert time.monotonic() < deadline, pool.output()
+        pool.check_alive()
+        time.sleep(0.05)
+    kill(pool)  # mid-training: no warm shutdown, its lease stays held and stops being renewed
+    assert Audit.objects.get(pk=audit_id).status == Status.RUNNING
+
+    pool = workers(1)  # nothing else: its watchdog finds the lost training and re-sends it
+    body = wait_for(api, f"/api/runs/{run.pk}/audits/{audit_id}/", pool, timeout=300)
+    assert body["status"] == "succeeded", f"{body}\n{pool.output()}"
+    assert body["auto_resumes"] == 1
+    assert body["trained"] == body["total"]
+    assert not AuditNetwork.objects.filter(audit_id=audit_id, accuracy__isnull=True).exists()

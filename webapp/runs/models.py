@@ -354,6 +354,8 @@ class Audit(models.Model):
     auto_resumes = models.PositiveIntegerField(
         default=0, help_text="times the watchdog re-sent its trainings after a worker vanished"
     )
+    # Bumped by every re-send of the watchdog: leases of the lost attempt no longer count.
+    attempt = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-created", "-id"]

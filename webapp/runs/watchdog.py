@@ -108,11 +108,12 @@ DEPLOYMENTS = _Kind(
 AUDITS = _Kind(
     "audit",
     Audit,
-    lambda: Lease.objects.filter(audit__status=Status.RUNNING),
+    lambda: Lease.objects.filter(audit__status=Status.RUNNING, attempt=F("audit__attempt")),
     "audit_id",
-    ("run__queue",),
-    current=lambda row: {},
-    requeue=lambda row: {"finishing": False},
+    ("run__queue", "attempt"),
+    current=lambda row: {"attempt": row["attempt"]},
+    # a new attempt: the lost trainings' leases (still held) no longer count against it
+    requeue=lambda row: {"finishing": False, "attempt": row["attempt"] + 1},
     # its trainings not done yet (or its finishing task); those done are kept
     send=lambda row: send_audit(row["pk"], row["run__queue"]),
     next_step="audit again (the networks trained so far are not reused)",
