@@ -278,3 +278,20 @@ def test_watchdog_leaves_an_audit_whose_lease_is_renewed(api, finished_run):
     _hold(audit, 1)
     assert not reap_stuck_audits()
     assert Audit.objects.get(pk=audit.pk).status == Status.RUNNING
+
+
+def test_estimate_uses_the_runs_stage1_speed_before_any_audit(api, finished_run):
+    from webapp.runs.models import MetricPoint
+
+    for epoch, speed in ((1, 90.0), (2, 100.0), (3, 110.0)):
+        MetricPoint.objects.create(
+            run=finished_run, stage="stage1", kind="epoch", step=epoch,
+            values={"train_loss": 1.0, "images_per_s": speed},
+        )  # fmt: skip
+    estimate = api.post(audits_url(finished_run, "estimate/"), BODY, format="json").json()
+    assert estimate["seconds_per_epoch"] == estimate["training_images"] / 100.0  # the median
+    assert estimate["speed_from"] == "this run's stage-1 training speed (100 images/s)"
+    assert estimate["worker_seconds"] == pytest.approx(
+        estimate["trainings"] * estimate["training_images"] / 100.0
+    )
+    assert estimate["wall_seconds"] == estimate["worker_seconds"]  # no live worker: one
