@@ -116,12 +116,34 @@ def draw_pools(
     return pools
 
 
+def audit_plan(
+    table: AccuracyTable, budgets: Sequence[float], networks: int, recipe: Recipe, seeds: int = 1
+) -> tuple[list[dict[str, Any]], list[tuple[str, list[str], int]]]:
+    """The pools :func:`draw_pools` draws, each with the network the solver deploys at its
+    budget (``deployed``, column indices), and the trainings the audit needs: ``(key, names,
+    seed)`` per network and seed, each once (a deployed network may also be drawn). What
+    :func:`run_audit` trains, and what the service fans out, one task per training."""
+    from ponas.solve import solve
+
+    pools = draw_pools(table, budgets, networks)
+    for p in pools:
+        p["deployed"] = list(solve(table, {"macs": p["budget"]}).indices)
+    todo = []
+    for p in pools:
+        for arch in [*p["pool"], p["deployed"]]:
+            names = [table.candidates[j] for j in arch]
+            todo += [(recipe.key(s) + "/" + ",".join(names), names, s) for s in range(seeds)]
+    todo = list({key: (key, names, s) for key, names, s in todo}.values())  # deployed may be drawn
+    return pools, todo
+
+
 def train_from_scratch(space, choices: Sequence[str], data, dataset: str, recipe: Recipe,
-                       seed: int = 0) -> float:  # fmt: skip
+                       seed: int = 0, callback=None) -> float:  # fmt: skip
     """Truth: test accuracy of ``choices`` trained from scratch with ``recipe``.
 
     Seed 0 is the fidelity bench's recipe exactly; seed k > 0 changes the init seed and the
-    batch order."""
+    batch order. ``callback`` (a :class:`ponas.search.SearchCallback`) may stop the training
+    at its next step (the service's cancel)."""
     import torch
 
     from ponas.deploy import specialize
@@ -131,7 +153,12 @@ def train_from_scratch(space, choices: Sequence[str], data, dataset: str, recipe
     fresh = Supernet(space)  # the reference init; specialize trains the path from it
     overrides = {"dataset": dataset, "seed": seed, "finetune_lr": recipe.lr}
     _, metrics = specialize(
-        fresh, list(choices), overrides=overrides, finetune_epochs=recipe.epochs, data=data
+        fresh,
+        list(choices),
+        overrides=overrides,
+        finetune_epochs=recipe.epochs,
+        data=data,
+        callback=callback,
     )
     return float(metrics["top1"])
 
@@ -230,7 +257,6 @@ def run_audit(
     """Audit ``table`` at ``budgets`` (MACs): see the module docstring. Returns the report
     (JSON-ready). ``store`` keeps every trained network's accuracy, so a rerun resumes."""
     from ponas.files import atomic_write_text
-    from ponas.solve import solve
 
     if networks < 3:
         raise ValueError(f"networks={networks}: an audit needs at least 3 networks per budget")
@@ -240,15 +266,7 @@ def run_audit(
         raise ValueError("this table has no MACs costs; an audit ranks against MACs")
     space = table.search_space()
     dataset = table.meta.get("dataset")
-    pools = draw_pools(table, budgets, networks)
-    for p in pools:
-        p["deployed"] = list(solve(table, {"macs": p["budget"]}).indices)
-    todo = []
-    for p in pools:
-        for arch in [*p["pool"], p["deployed"]]:
-            names = [table.candidates[j] for j in arch]
-            todo += [(recipe.key(s) + "/" + ",".join(names), names, s) for s in range(seeds)]
-    todo = list({key: (key, names, s) for key, names, s in todo}.values())  # deployed may be drawn
+    pools, todo = audit_plan(table, budgets, networks, recipe, seeds)
     store_path = Path(store) if store else None
     known: dict[str, float] = {}
     if store_path and store_path.exists():

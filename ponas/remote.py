@@ -357,3 +357,16 @@ class Client:
 
     def download_export(self, deployment_id: int, fmt: str, dest: Path) -> int:
         return self.download(f"/api/deployments/{deployment_id}/download/{fmt}/", dest)
+
+    def start_audit(self, run_id: int, **fields: Any) -> dict[str, Any]:
+        """Start an audit of a run's table (``POST /api/runs/{id}/audits/``)."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self.json("POST", f"/api/runs/{run_id}/audits/", body)
+
+    def audit_estimate(self, run_id: int, **fields: Any) -> dict[str, Any]:
+        """What that audit would train and cost, starting nothing."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return self.json("POST", f"/api/runs/{run_id}/audits/estimate/", body)
+
+    def audit(self, run_id: int, audit_id: int) -> dict[str, Any]:
+        return self.json("GET", f"/api/runs/{run_id}/audits/{audit_id}/")

@@ -353,6 +353,67 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- audit ----------------------------------------------------------------------------------
+
+
+def wait_for_audit(client: Client, run_id: int, audit_id: int) -> dict[str, Any]:
+    """Poll the audit until it is no longer queued or running (a bar of its trainings on
+    stderr); its final record."""
+    from tqdm import tqdm
+
+    bar = tqdm(file=sys.stderr, desc=f"audit {audit_id}", unit="training")
+    try:
+        while True:
+            audit = client.audit(run_id, audit_id)
+            bar.total = audit.get("total") or None
+            bar.n = audit.get("trained") or 0
+            bar.set_description_str(f"audit {audit_id} {audit['status']}")
+            if audit["status"] not in ACTIVE:
+                return audit
+            time.sleep(POLL_SECONDS)
+    finally:
+        bar.close()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from ponas.audit import print_report
+
+    client = _client()
+    fields = {
+        "budgets": args.budgets,
+        "networks": args.networks,
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+    }
+    if args.estimate:
+        estimate = client.audit_estimate(args.run, **fields)
+        print(json.dumps(estimate) if args.json else estimate["text"])
+        return 0
+    audit = client.start_audit(args.run, **fields)
+    audit_id = audit["id"]
+    if not args.json:
+        print(f"started audit {audit_id} of run {args.run}: {audit['estimate']['text']}")
+    if not args.wait:
+        if args.json:
+            print(json.dumps(audit))
+        return 0
+    try:
+        audit = wait_for_audit(client, args.run, audit_id)
+    except KeyboardInterrupt:
+        print(f"ponas: stopped waiting; audit {audit_id} goes on on the server", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        print(json.dumps(audit))
+    elif audit["status"] == "succeeded":
+        print_report(audit["results"], out=sys.stdout)
+    if audit["status"] != "succeeded":
+        if not args.json:
+            reason = f": {audit['error']}" if audit.get("error") else ""
+            print(f"audit {audit_id} {audit['status']}{reason}")
+        return EXIT_FAILED
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------
 
 
@@ -380,6 +441,13 @@ DEPLOY_LABELS = {
     "profile": "--profile",
     "finetune_epochs": "--finetune-epochs",
     "formats": "--formats",
+}
+
+AUDIT_LABELS = {
+    "budgets": "--budgets",
+    "networks": "--networks",
+    "epochs": "--epochs",
+    "seeds": "--seeds",
 }
 
 
@@ -468,3 +536,23 @@ def add_remote_parser(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the deployment as JSON")
     p.set_defaults(func=_guarded(cmd_deploy, DEPLOY_LABELS))
+
+    p = rsub.add_parser(
+        "audit",
+        help="check a run's table on its own data: networks trained from scratch by the workers",
+    )
+    p.add_argument("run", metavar="RUN", type=int, help="a succeeded run's id")
+    p.add_argument("--budgets", required=True, nargs="+", help="MACs budgets, e.g. 1.2M 2M")
+    p.add_argument("--networks", type=int, help="cost-matched networks per budget (default 10)")
+    p.add_argument("--epochs", type=int, help="from-scratch training epochs (default 3)")
+    p.add_argument("--seeds", type=int, help="train every network this many times (default 1)")
+    p.add_argument(
+        "--estimate", action="store_true", help="print what it would cost; start nothing"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="show its trainings until it ends, then the report; exit 1 if it failed",
+    )
+    p.add_argument("--json", action="store_true", help="print the audit (or estimate) as JSON")
+    p.set_defaults(func=_guarded(cmd_audit, AUDIT_LABELS))

@@ -22,6 +22,7 @@ from webapp.runs.leases import CrashLoop, Holding, take
 from webapp.runs.models import (
     ACTIVE,
     STAGE1_SHARE,
+    Audit,
     Deployment,
     MetricPoint,
     SearchRun,
@@ -158,19 +159,30 @@ def mark(run_id: int, attempt: int, status: str, error: str = "") -> bool:
 
 @contextmanager
 def leased(
-    task, key: str, what: str, run: SearchRun | None = None, deployment: Deployment | None = None
+    task,
+    key: str,
+    what: str,
+    run: SearchRun | None = None,
+    deployment: Deployment | None = None,
+    audit: Audit | None = None,
 ) -> Iterator[Holding | None]:
     """The lease ``key`` (see :mod:`webapp.runs.leases`) for this task while the block runs,
     released after; None when a live process holds it (this copy must do nothing) or when
     processes died holding it too often (then the run or build is marked failed here)."""
-    attempt = run.attempt if run is not None else 0
+    attempt = run.attempt if run is not None else audit.attempt if audit is not None else 0
     worker, task_id = task.request.hostname or "", task.request.id or ""
     try:
-        holding = take(key, worker, task_id, what, attempt=attempt, run=run, deployment=deployment)
+        holding = take(
+            key, worker, task_id, what, attempt=attempt, run=run, deployment=deployment, audit=audit
+        )
     except CrashLoop as exc:
         log.error("%s: %s", key, exc)
         if run is not None:
             mark(run.pk, attempt, Status.FAILED, str(exc))
+        elif audit is not None:
+            Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
+                status=Status.FAILED, error=str(exc), finished=timezone.now()
+            )
         else:
             Deployment.objects.filter(pk=deployment.pk, status__in=ACTIVE).update(
                 status=Status.FAILED, error=str(exc), finished=timezone.now()

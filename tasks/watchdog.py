@@ -22,14 +22,15 @@ from django.db import connection
 
 from tasks import registry
 from tasks.progress import log
-from webapp.runs.watchdog import reap_all
+from webapp.runs.watchdog import reap_all, reap_stuck_audits
 
 _stop = threading.Event()
 
 
 def look() -> None:
     """One look at runs and deployment builds; what it re-queued or failed goes to the log."""
-    for what, reaped in zip(("runs", "deployments"), reap_all(), strict=True):
+    found = (*reap_all(), reap_stuck_audits())
+    for what, reaped in zip(("runs", "deployments", "audits"), found, strict=True):
         if reaped:
             log.warning(
                 "watchdog: %s re-queued %s, failed %s", what, reaped.requeued, reaped.failed

@@ -13,7 +13,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 app = Celery(
     "webapp",
-    include=["tasks.registry", "tasks.search", "tasks.deploy", "tasks.profile", "tasks.watchdog"],
+    include=[
+        "tasks.registry",
+        "tasks.search",
+        "tasks.deploy",
+        "tasks.profile",
+        "tasks.audit",
+        "tasks.watchdog",
+    ],
 )
 app.config_from_object("django.conf:settings", namespace="CELERY")
 

@@ -300,6 +300,8 @@ CELERY_TASK_ROUTES = {
     "tasks.search.evaluate_candidate": {"queue": "gpu"},
     "tasks.deploy.build_deployment": {"queue": "gpu"},
     "tasks.profile.profile_latency": {"queue": "gpu"},
+    "tasks.audit.train_network": {"queue": "gpu"},
+    "tasks.audit.finish_audit": {"queue": "default"},
     "tasks.watchdog.reap_stuck_work": {"queue": "default"},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -390,6 +392,21 @@ PONAS_MAX_DATA_MEMORY_MB = env_int("PONAS_MAX_DATA_MEMORY_MB", 4096)
 PONAS_MAX_ACTIVE_RUNS = env_int("PONAS_MAX_ACTIVE_RUNS", 4)
 PONAS_MAX_ACTIVE_DEPLOYMENTS = env_int("PONAS_MAX_ACTIVE_DEPLOYMENTS", 4)
 PONAS_MAX_ACTIVE_PROFILES = env_int("PONAS_MAX_ACTIVE_PROFILES", 4)
+PONAS_MAX_ACTIVE_AUDITS = env_int("PONAS_MAX_ACTIVE_AUDITS", 2)
+# What one table audit may ask for (webapp/runs/limits.py): budgets, networks drawn per budget,
+# from-scratch epochs, seeds per network, trainings in all, and the size of the space it draws
+# from (ponas.audit enumerates every network of the space to find the cost-matched ones).
+PONAS_AUDIT_LIMITS = {
+    key: env_int(f"PONAS_AUDIT_MAX_{key.upper()}", default)
+    for key, default in {
+        "budgets": 8,
+        "networks": 50,
+        "epochs": 100,
+        "seeds": 5,
+        "trainings": 500,
+        "space": 2_000_000,
+    }.items()
+}
 # Queues a user (not staff) may send heavy work to; `default` carries every run's bookkeeping.
 PONAS_USER_QUEUES = [
     q.strip() for q in os.environ.get("PONAS_USER_QUEUES", "gpu").split(",") if q.strip()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from webapp.runs.models import Deployment, DeviceProfile, Membership, SearchRun, Team
+from webapp.runs.models import Audit, Deployment, DeviceProfile, Membership, SearchRun, Team
 
 
 class Forbidden(Exception):
@@ -42,6 +42,23 @@ def visible_deployments(user) -> QuerySet[Deployment]:
 def visible_profiles(user) -> QuerySet[DeviceProfile]:
     """The device profiles of the runs ``user`` sees."""
     return DeviceProfile.objects.filter(run__in=visible_runs(user))
+
+
+def visible_audits(user) -> QuerySet[Audit]:
+    """The table audits of the runs ``user`` sees, whoever of the team asked for them."""
+    return Audit.objects.filter(run__in=visible_runs(user))
+
+
+def require_cancel_audit(user, audit: Audit) -> None:
+    """Raise :class:`Forbidden` unless ``user`` may cancel ``audit`` (one they see): who asked
+    for it, the run's owner or an admin of its team."""
+    if audit.requested_by_id == user.pk or can_manage(user, audit.run):
+        return
+    who = audit.requested_by.get_username() if audit.requested_by else "someone else"
+    raise Forbidden(
+        f"audit {audit.pk} was asked for by {who}: only they, the run's owner or an admin of "
+        "its team may cancel it"
+    )
 
 
 def can_manage(user, run: SearchRun) -> bool:

@@ -94,11 +94,14 @@ def take(
     attempt: int = 0,
     run=None,
     deployment=None,
+    audit=None,
 ) -> Holding | None:
     """The lease ``key`` for this process and task, or None when a live holder has it.
     Raises :class:`CrashLoop` when, in this attempt, ``PONAS_MAX_DEATHS`` processes died
     holding it (``what`` names the work in that message)."""
-    Lease.objects.get_or_create(key=key, defaults={"run": run, "deployment": deployment})
+    Lease.objects.get_or_create(
+        key=key, defaults={"run": run, "deployment": deployment, "audit": audit}
+    )
     lease = Lease.objects.get(key=key)
     now = timezone.now()
     if holder_alive(lease, now):

@@ -47,3 +47,12 @@ def long_text(config: dict[str, Any]) -> str | None:
             elif isinstance(item, dict):
                 stack.extend([*item, *item.values()])
     return None
+
+
+def audit_over_limit(key: str, value: int) -> str | None:
+    """Why an audit's ``key`` (budgets, networks, epochs, seeds, trainings) of ``value`` is
+    more than this server runs for a user (``PONAS_AUDIT_LIMITS``), or None."""
+    limit = settings.PONAS_AUDIT_LIMITS[key]
+    if value > limit:
+        return f"{key}={value:,} is above this server's limit of {limit:,}"
+    return None

@@ -20,12 +20,23 @@ from django.utils import timezone
 
 from webapp.celery import app
 from webapp.runs import leases
-from webapp.runs.models import ACTIVE, Deployment, DeviceProfile, Lease, SearchRun, Status
+from webapp.runs.models import (
+    ACTIVE,
+    Audit,
+    AuditNetwork,
+    Deployment,
+    DeviceProfile,
+    Lease,
+    SearchRun,
+    Status,
+)
 
 # Task names, as tasks/ registers them (``@shared_task(name=...)``).
 RUN_SEARCH = "tasks.search.run_search"
 BUILD_DEPLOYMENT = "tasks.deploy.build_deployment"
 PROFILE_LATENCY = "tasks.profile.profile_latency"
+TRAIN_AUDIT_NETWORK = "tasks.audit.train_network"
+FINISH_AUDIT = "tasks.audit.finish_audit"
 
 
 class Conflict(Exception):
@@ -52,6 +63,7 @@ def check_quota(owner, active, limit: int, what: tuple[str, str]) -> None:
 RUNS = ("run queued or running", "runs queued or running")
 BUILDS = ("deployment building", "deployments building")
 PROFILES = ("device profile being measured", "device profiles being measured")
+AUDITS = ("audit queued or running", "audits queued or running")
 
 
 def check_run_quota(owner) -> None:
@@ -144,6 +156,12 @@ def delete_run(run: SearchRun) -> None:
             f"run {run.pk} has a deployment building (deployment {building.pk}, "
             f"{building.status}); delete the run once it has finished"
         )
+    auditing = run.audits.filter(status__in=ACTIVE).order_by("pk").first()
+    if auditing is not None:
+        raise Conflict(
+            f"run {run.pk} has an audit {auditing.status} (audit {auditing.pk}); cancel it "
+            "or delete the run once it has finished"
+        )
     # a worker may still write under the run's folder after its status changed (a cancel it
     # has not seen yet, a run failed by the watchdog while its worker lives on): not while a
     # live lease of it is held, or the folder would be removed mid-write
@@ -212,3 +230,62 @@ def start_profile(run: SearchRun, queue: str, user) -> DeviceProfile:
     profile = DeviceProfile.objects.create(run=run, queue=queue, requested_by=user)
     send_on_commit(PROFILE_LATENCY, (profile.pk,), queue)
     return profile
+
+
+# ---- audits ---------------------------------------------------------------------------------
+
+
+def send_audit(audit_id: int, queue: str) -> None:
+    """Queue an audit's trainings not done yet, one task each on the run's queue (``queue``);
+    when all are done, its finishing task. A training already being done by a live worker
+    (a re-send by the watchdog) finds its lease held and does nothing."""
+    todo = list(
+        AuditNetwork.objects.filter(audit_id=audit_id, accuracy__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    for network_id in todo:
+        send_on_commit(TRAIN_AUDIT_NETWORK, (audit_id, network_id), queue)
+    if not todo:
+        send_on_commit(FINISH_AUDIT, (audit_id,), "default")
+
+
+@transaction.atomic
+def start_audit(run: SearchRun, user, plan, **fields: Any) -> Audit:
+    """Store a validated audit of a succeeded run (budgets, networks, epochs, seeds, the drawn
+    ``plan`` and its estimate) that ``user`` (the run's owner or a member of its team) asked
+    for, with one row per training, and queue the trainings on the run's queue, within
+    ``user``'s quota of audits. The run's row is locked (a delete at the same moment waits)."""
+    locked = SearchRun.objects.select_for_update().filter(pk=run.pk).first()
+    if locked is None:
+        raise Conflict(f"run {run.pk} was deleted")
+    if not locked.has_table:
+        raise Conflict(
+            f"run {run.pk} has no accuracy table yet (status {locked.status}); audit a "
+            "succeeded run"
+        )
+    active = Audit.objects.filter(requested_by=user, status__in=ACTIVE)
+    check_quota(user, active, settings.PONAS_MAX_ACTIVE_AUDITS, AUDITS)
+    audit = Audit.objects.create(
+        run=locked, requested_by=user, pools=plan.pools, total=len(plan.trainings), **fields
+    )
+    AuditNetwork.objects.bulk_create(
+        AuditNetwork(audit=audit, key=key, choices=names, seed=seed)
+        for key, names, seed in plan.trainings
+    )
+    send_audit(audit.pk, locked.queue)
+    return audit
+
+
+def cancel_audit(audit: Audit) -> Audit:
+    """Stop a queued or running audit at once: trainings not started do nothing, a training
+    under way stops at its next step (what was trained is kept on the audit)."""
+    if not Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
+        status=Status.CANCELLED, finished=timezone.now()
+    ):
+        audit.refresh_from_db()
+        raise Conflict(
+            f"audit {audit.pk} is {audit.status}; only queued or running audits can be cancelled"
+        )
+    audit.refresh_from_db()
+    return audit

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from webapp.accounts import count_failed_sign_in, issue_token, sign_in_refused, too_many_attempts
 from webapp.api import ERROR
-from webapp.runs.api import DeploymentViewSet, RunViewSet, WorkerViewSet
+from webapp.runs.api import AuditViewSet, DeploymentViewSet, RunViewSet, WorkerViewSet
 
 
 @extend_schema(
@@ -71,8 +71,26 @@ router.register("runs", RunViewSet, basename="run")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("workers", WorkerViewSet, basename="worker")
 
+# a run's audits, nested under it (runs/{run}/audits/...)
+AUDITS = "runs/<int:run_pk>/audits/"
+audit_urls = [
+    path(AUDITS, AuditViewSet.as_view({"get": "list", "post": "create"}), name="run-audits"),
+    path(
+        AUDITS + "estimate/",
+        AuditViewSet.as_view({"post": "estimate"}),
+        name="run-audit-estimate",
+    ),
+    path(AUDITS + "<int:pk>/", AuditViewSet.as_view({"get": "retrieve"}), name="run-audit"),
+    path(
+        AUDITS + "<int:pk>/cancel/",
+        AuditViewSet.as_view({"post": "cancel"}),
+        name="run-audit-cancel",
+    ),
+]
+
 urlpatterns = [
     path("auth/token/", TokenView.as_view(), name="auth-token"),
     path("auth/logout/", LogoutView.as_view(), name="auth-logout"),
+    *audit_urls,
     *router.urls,
 ]

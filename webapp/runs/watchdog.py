@@ -31,8 +31,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from webapp.runs.leases import lost, still_expired
-from webapp.runs.models import Deployment, Lease, SearchRun, Status
-from webapp.runs.services import send_build, send_search
+from webapp.runs.models import Audit, Deployment, Lease, SearchRun, Status
+from webapp.runs.services import send_audit, send_build, send_search
 
 log = logging.getLogger("webapp")
 
@@ -105,6 +105,20 @@ DEPLOYMENTS = _Kind(
     next_step="deploy again to build it",
 )
 
+AUDITS = _Kind(
+    "audit",
+    Audit,
+    lambda: Lease.objects.filter(audit__status=Status.RUNNING, attempt=F("audit__attempt")),
+    "audit_id",
+    ("run__queue", "attempt"),
+    current=lambda row: {"attempt": row["attempt"]},
+    # a new attempt: the lost trainings' leases (still held) no longer count against it
+    requeue=lambda row: {"finishing": False, "attempt": row["attempt"] + 1},
+    # its trainings not done yet (or its finishing task); those done are kept
+    send=lambda row: send_audit(row["pk"], row["run__queue"]),
+    next_step="audit again (the networks trained so far are not reused)",
+)
+
 
 def _reap(kind: _Kind, now: datetime | None) -> Reaped:
     now = now or timezone.now()
@@ -161,6 +175,12 @@ def reap_stuck_runs(now: datetime | None = None) -> Reaped:
 def reap_stuck_deployments(now: datetime | None = None) -> Reaped:
     """The same for deployment builds: a re-queued build starts over."""
     return _reap(DEPLOYMENTS, now)
+
+
+def reap_stuck_audits(now: datetime | None = None) -> Reaped:
+    """The same for table audits: a re-queued audit keeps its trained networks and sends the
+    trainings still to do (each starts over)."""
+    return _reap(AUDITS, now)
 
 
 def reap_all(now: datetime | None = None) -> tuple[Reaped, Reaped]:
