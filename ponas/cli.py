@@ -577,13 +577,24 @@ def _duration(seconds: float) -> str:
 
 
 def _print_noise(out: Path) -> None:
-    """The entry noise measured for this folder's supernet, when a noise.json is there."""
+    """The entry noise measured for this folder's supernet, when a noise.json is there;
+    otherwise what the table's own standard errors say."""
     from ponas import noise
+    from ponas.table import AccuracyTable
 
     doc = noise.load(out / noise.NOISE_FILE)
     if doc:
         print("entry noise (measured by ponas search --stage2-only):")
         for line in noise.summary_lines(doc):
+            print(f"  {line}")
+        return
+    lines = noise.table_lines(AccuracyTable.load(out / "table.json"))
+    if lines:
+        print(
+            f"entry noise seen from the table (the context draw only; the whole noise: "
+            f"ponas search --stage2-only --supernet {out} --set stage2_seed=1 --out DIR):"
+        )
+        for line in lines:
             print(f"  {line}")
 
 

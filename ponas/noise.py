@@ -133,7 +133,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         )
         shown = "-" if ratio is None else f"{ratio:.2f}"
         lines.append(
-            f"layer {x['layer'] + 1}: entry noise {100 * x['noise']:.2f} points, row spread "
+            f"layer {x['layer']}: entry noise {100 * x['noise']:.2f} points, row spread "
             f"{100 * x['spread']:.2f} points, ratio {shown}: {verdict}"
             + ("" if x["same_prefix"] else " (the two draws chose other prefixes)")
         )
@@ -143,4 +143,34 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
                 f"self-agreement at a {g['cost']} budget: Kendall tau {g['tau']:.2f} over "
                 f"{g['networks']} cost-matched random networks"
             )
+    return lines
+
+
+def table_lines(table: AccuracyTable) -> list[str]:
+    """What a table alone says about its noise: per layer, the row's spread against the
+    median standard error of its entries over the evaluation contexts.
+
+    That error is the context draw's only (a candidate's fine-tune noise is not in it), so a
+    row it calls "within noise" is within noise, and one it calls separated may not be: the
+    full entry noise is what ``ponas search --stage2-only`` measures (:func:`measure`)."""
+    if table.stderr is None:
+        return []
+    lines = []
+    for i, (row, errs) in enumerate(zip(table.accuracy, table.stderr, strict=True)):
+        values = [v for v in row if v is not None]
+        known = sorted(e for e in errs if e is not None)
+        if len(values) < 2 or not known:
+            continue
+        spread, err = _sd(values), known[len(known) // 2]
+        ratio = err / spread if spread > 0 else None
+        verdict = (
+            "no spread"
+            if ratio is None
+            else ("separates its candidates" if ratio <= BUDGET else "within noise")
+        )
+        shown = "-" if ratio is None else f"{ratio:.2f}"
+        lines.append(
+            f"layer {i}: row spread {100 * spread:.2f} points, context error "
+            f"{100 * err:.2f} points, ratio {shown}: {verdict}"
+        )
     return lines

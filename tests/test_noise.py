@@ -39,3 +39,20 @@ def test_summary_says_which_layers_separate_their_candidates():
     assert lines[0].endswith("ratio 0.10: separates its candidates")
     assert "ratio 2.00: within noise (the two draws chose other prefixes)" in lines[1]
     assert "Kendall tau 0.50 over 300" in lines[2]
+
+
+def test_a_table_alone_says_which_rows_its_context_error_drowns(tiny_search):
+    _, table, _ = tiny_search
+    lines = noise.table_lines(table)
+    rows = [i for i, e in enumerate(table.stderr) if any(x is not None for x in e)]
+    assert [int(line.split(":")[0].split()[1]) for line in lines] == rows  # 0-based, as the CLI
+    for line in lines:
+        assert line.endswith(("separates its candidates", "within noise", "no spread"))
+    # the verdict is the ratio against the budget
+    spread = [v for v in table.accuracy[rows[0]] if v is not None]
+    errs = sorted(e for e in table.stderr[rows[0]] if e is not None)
+    ratio = errs[len(errs) // 2] / noise._sd(spread)
+    assert f"ratio {ratio:.2f}" in lines[0]
+    assert lines[0].endswith(
+        "separates its candidates" if ratio <= noise.BUDGET else "within noise"
+    )
