@@ -23,6 +23,7 @@ from webapp.runs.models import (
     ACTIVE,
     STAGE1_SHARE,
     Deployment,
+    DeviceProfile,
     MetricPoint,
     SearchRun,
     Stage,
@@ -55,6 +56,9 @@ class StopOnShutdown(SearchCallback):
         self.holding = holding
 
     def should_stop(self) -> bool:
+        # polled at every step boundary: the work makes progress, its lease may be renewed
+        if self.holding is not None:
+            self.holding.progress()
         return _shutting_down or (self.holding is not None and self.holding.lost)
 
 
@@ -158,21 +162,38 @@ def mark(run_id: int, attempt: int, status: str, error: str = "") -> bool:
 
 @contextmanager
 def leased(
-    task, key: str, what: str, run: SearchRun | None = None, deployment: Deployment | None = None
+    task,
+    key: str,
+    what: str,
+    run: SearchRun | None = None,
+    deployment: Deployment | None = None,
+    profile: DeviceProfile | None = None,
 ) -> Iterator[Holding | None]:
     """The lease ``key`` (see :mod:`webapp.runs.leases`) for this task while the block runs,
     released after; None when a live process holds it (this copy must do nothing) or when
-    processes died holding it too often (then the run or build is marked failed here)."""
+    processes died holding it too often (then the run, build or profile is marked failed
+    here)."""
     attempt = run.attempt if run is not None else 0
     worker, task_id = task.request.hostname or "", task.request.id or ""
     try:
-        holding = take(key, worker, task_id, what, attempt=attempt, run=run, deployment=deployment)
+        holding = take(
+            key,
+            worker,
+            task_id,
+            what,
+            attempt=attempt,
+            run=run,
+            deployment=deployment,
+            profile=profile,
+        )
     except CrashLoop as exc:
         log.error("%s: %s", key, exc)
         if run is not None:
-            mark(run.pk, attempt, Status.FAILED, str(exc))
+            if mark(run.pk, attempt, Status.FAILED, str(exc)):
+                end_tracking(run, str(exc))
         else:
-            Deployment.objects.filter(pk=deployment.pk, status__in=ACTIVE).update(
+            work = deployment or profile
+            type(work).objects.filter(pk=work.pk, status__in=ACTIVE).update(
                 status=Status.FAILED, error=str(exc), finished=timezone.now()
             )
         holding = None
@@ -186,6 +207,18 @@ def leased(
     finally:
         if holding is not None:
             holding.release()
+
+
+def end_tracking(run: SearchRun, error: str) -> None:
+    """The run failed: its MLflow run (if it has one) ends FAILED instead of staying
+    RUNNING (a candidate's or a layer's task logs nothing else there)."""
+    from tasks.tracking import run_tracking  # (tasks.tracking imports this module)
+
+    try:
+        with run_tracking(run) as tracking:
+            tracking.failed(error)
+    except Exception:  # tracking never costs the run more than a warning
+        log.warning("run %s: could not end its tracking", run.pk, exc_info=True)
 
 
 @contextmanager
@@ -244,5 +277,7 @@ def guarded(
         return False, None
     except Exception as exc:
         log.exception("run %s: %s failed", run.pk, what)
-        mark(run.pk, run.attempt, Status.FAILED, f"{what} failed: {error_message(exc)}")
+        message = f"{what} failed: {error_message(exc)}"
+        if mark(run.pk, run.attempt, Status.FAILED, message):
+            end_tracking(run, message)
         return False, None

@@ -1,4 +1,4 @@
-"""Looking for runs and deployment builds whose worker vanished (the logic lives in
+"""Looking for runs, deployment builds and device profiles whose worker vanished (the logic lives in
 :mod:`webapp.runs.watchdog`; a re-queued run goes to whichever worker takes its
 ``run_search``, and it continues from its checkpoint). Two lookers:
 
@@ -28,8 +28,9 @@ _stop = threading.Event()
 
 
 def look() -> None:
-    """One look at runs and deployment builds; what it re-queued or failed goes to the log."""
-    for what, reaped in zip(("runs", "deployments"), reap_all(), strict=True):
+    """One look at runs, deployment builds and device profiles; what it re-queued or failed
+    goes to the log."""
+    for what, reaped in reap_all().items():
         if reaped:
             log.warning(
                 "watchdog: %s re-queued %s, failed %s", what, reaped.requeued, reaped.failed

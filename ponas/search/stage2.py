@@ -265,6 +265,7 @@ def _score(
         start, bn = layer + 1, bn_out
     scores = []
     for suffix in plan.eval_suffixes:
+        ctx.check_stop()  # a cancel (or a lost lease) between evaluations too
         path = suffix if start > layer else [candidate, *suffix]
         modules = nn.ModuleList(
             [supernet.layers[start + i][c] for i, c in enumerate(path)] + [supernet.head]

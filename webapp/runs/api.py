@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
@@ -257,6 +257,23 @@ class RunViewSet(
         serializer.is_valid(raise_exception=True)
         queue = serializer.validated_data.get("queue", run.queue)
         profile = services.start_profile(run, queue, request.user)
+        return Response(s.DeviceProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.DeviceProfileSerializer, 403: ERROR, 404: ERROR, 409: ERROR},
+    )
+    @action(detail=True, methods=["post"], url_path=r"profiles/(?P<profile_id>[0-9]{1,18})/cancel")
+    def cancel_profile(self, request, pk=None, profile_id=None):
+        """Stop a queued or running device profile at once (who asked for it, the run's owner
+        or an admin of its team): it frees its place in the quota; nothing is stored."""
+        run = self.get_object()
+        profile = DeviceProfile.objects.filter(run=run, pk=int(profile_id)).first()
+        if profile is None:
+            raise NotFound(f"run {run.pk} has no profile {profile_id}")
+        if profile.requested_by_id != request.user.pk:
+            access.require_manage(request.user, run, "cancel profiles of")
+        profile = services.cancel_profile(profile)
         return Response(s.DeviceProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

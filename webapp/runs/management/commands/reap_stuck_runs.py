@@ -1,5 +1,5 @@
-"""`manage.py reap_stuck_runs`: look once for running runs and deployment builds whose worker
-stopped sending heartbeats (for ``PONAS_HEARTBEAT_TIMEOUT`` seconds): re-queue them, or mark
+"""`manage.py reap_stuck_runs`: look once for running runs, deployment builds and device
+profiles whose worker stopped sending heartbeats (for ``PONAS_HEARTBEAT_TIMEOUT`` seconds): re-queue them, or mark
 them failed once ``PONAS_AUTO_RESUMES`` automatic resumes are used up. Workers and Celery
 beat's periodic task do this on their own; the command is for cron, where beat does not run."""
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         timeout = settings.PONAS_HEARTBEAT_TIMEOUT
         found = False
-        for what, reaped in zip(("runs", "deployments"), reap_all(), strict=True):
+        for what, reaped in reap_all().items():
             found = found or bool(reaped)
             if reaped.requeued:
                 self.stdout.write(
