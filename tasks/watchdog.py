@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from celery import shared_task
@@ -37,6 +39,29 @@ def look() -> None:
             )
 
 
+def clean_processed_messages() -> int:
+    """Remove the embedded broker's delivered messages older than
+    ``PONAS_BROKER_KEEP_SECONDS``; how many were removed. Nothing on Redis.
+
+    kombu's filesystem transport claims a message by moving it into ``processed/`` (atomic
+    on one filesystem, so several workers can share a queue) and keeps it there; it reads it
+    at once, and nothing ever delivers it again: without this, one file per message forever."""
+    if not settings.CELERY_BROKER_URL.startswith("filesystem:"):
+        return 0
+    folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["processed_folder"])
+    old = time.time() - settings.PONAS_BROKER_KEEP_SECONDS
+    removed = 0
+    for path in folder.glob("*.msg"):
+        try:
+            stat = path.stat()  # (a move into the folder sets ctime: just delivered, kept)
+            if max(stat.st_mtime, stat.st_ctime) < old:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another worker removed it meanwhile
+            pass
+    return removed
+
+
 @shared_task(name="tasks.watchdog.reap_stuck_work")
 def reap_stuck_work() -> None:
     """Re-queue (or fail) running work without a recent heartbeat: what beat sends."""
@@ -48,6 +73,7 @@ def _watch() -> None:
         try:
             registry.record()  # the worker's own heartbeat (the workers page, lost leases)
             look()
+            clean_processed_messages()
         except Exception:  # the database may be away for a while; look again later
             log.exception("watchdog: could not look for stuck runs")
         finally:

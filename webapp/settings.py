@@ -279,6 +279,9 @@ else:
         "store_processed": True,
         "polling_interval": 0.2,
     }
+# The embedded broker's delivered messages (processed/) are removed by the workers once older
+# than this (tasks/watchdog.py): they are read when delivered and never again.
+PONAS_BROKER_KEEP_SECONDS = float(os.environ.get("PONAS_BROKER_KEEP_SECONDS", 600))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # results go to the database, not a result backend
 CELERY_TASK_ACKS_LATE = True
