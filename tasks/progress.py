@@ -224,10 +224,13 @@ def end_tracking(run: SearchRun, error: str) -> None:
 @contextmanager
 def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
     """While the block runs, a thread writes the ``heartbeat`` of ``work`` (a run of this
-    attempt, a deployment; still running) and renews ``holding`` every
-    ``PONAS_HEARTBEAT_SECONDS``: long work without step callbacks (evaluation, BN
+    attempt, a deployment, a profile; still running) and renews ``holding`` every
+    ``PONAS_HEARTBEAT_SECONDS`` while the work makes progress (``holding.progress()``, bumped
+    at every step boundary the work polls): long work between steps (an evaluation, BN
     recalibration, checkpoint writes, exports) never looks like a vanished worker to the
-    watchdog. A renewal that finds the lease taken marks it ``lost`` (the work then stops)."""
+    watchdog, while work that has not moved for ``PONAS_PROGRESS_TIMEOUT`` (a hung step) lets
+    its lease expire. A renewal that finds the lease taken marks it ``lost`` (the work then
+    stops)."""
     work = work.filter(status=Status.RUNNING)
     work.update(heartbeat=timezone.now())
     stop = threading.Event()
@@ -236,7 +239,8 @@ def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
         try:
             while not stop.wait(settings.PONAS_HEARTBEAT_SECONDS):
                 try:
-                    work.update(heartbeat=timezone.now())
+                    if holding is None or not holding.stalled():  # hung work: no sign of life
+                        work.update(heartbeat=timezone.now())
                     if holding is not None and not holding.renew():
                         holding.lost = True
                 except Exception:  # a database hiccup must not kill the work

@@ -34,6 +34,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -58,7 +59,7 @@ def _namespace() -> str:
     """Where a pid means this process: the boot of this kernel and its pid namespace (Linux);
     empty where that cannot be told (a pid is then never checked)."""
     try:
-        boot = open("/proc/sys/kernel/random/boot_id").read().strip()  # noqa: SIM115
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         return f"{boot} {os.readlink('/proc/self/ns/pid')}"
     except OSError:
         return ""
