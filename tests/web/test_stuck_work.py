@@ -279,3 +279,28 @@ def test_a_profile_can_be_cancelled_and_frees_the_quota(alice, bob, settings):
     assert queued.status_code == 202
     response = api.post(f"/api/runs/{run.pk}/profiles/{queued.json()['id']}/cancel/")
     assert response.json()["status"] == "cancelled"  # a queued one too
+
+
+def test_a_dead_holder_here_is_lost_at_once_unless_its_prefork_worker_redelivers_it(alice):
+    import subprocess
+    import sys
+
+    from webapp.runs.leases import lost
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run = make_run(alice, Status.RUNNING, stage=Stage.STAGE1, heartbeat=timezone.now())
+    lease = Lease.objects.create(
+        key=f"run {run.pk} stage1", run=run, attempt=1, worker="w1@here", pid=dead.pid,
+        token="dead-process", namespace=NAMESPACE, task_id="t1", taken=timezone.now(),
+        renewed=timezone.now(), progress=timezone.now(),
+    )  # fmt: skip
+    registry = Worker.objects.create(
+        name="w1@here", token="dead-process", pid=dead.pid, queues=["gpu"], started=ago(60),
+        last_seen=timezone.now(), current_task="tasks.search.run_search[t1] (1, 1)",
+    )  # fmt: skip
+    # a solo worker killed: the process that held the lease was the worker itself
+    assert set(lost(timezone.now(), Lease.objects.all())) == {lease.pk}
+    # a prefork worker's child killed: the worker lives and hands the task out again itself
+    Worker.objects.filter(pk=registry.pk).update(pid=os.getpid())
+    assert lost(timezone.now(), Lease.objects.all()) == {}

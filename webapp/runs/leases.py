@@ -232,12 +232,20 @@ def lost(now: datetime, leases: models.QuerySet) -> dict[int, tuple[str, datetim
         expired |= models.Q(namespace=NAMESPACE)  # the pid is checked below
     found = {}
     for lease in held.filter(expired):
-        if died_here(lease) or stalled(lease, now):
+        if (died_here(lease) and not _parent_alive(lease)) or stalled(lease, now):
             found[lease.pk] = (lease.token, lease.renewed)
         elif lease.renewed is not None and lease.renewed < cutoff(now):
             if not worker_on_it(lease, now):
                 found[lease.pk] = (lease.token, lease.renewed)
     return found
+
+
+def _parent_alive(lease: Lease) -> bool:
+    """Whether the dead holder was a pool's child whose worker still lives here (a prefork
+    worker): that worker hands the task out again itself, and the next delivery counts the
+    death; the watchdog leaves it to it."""
+    pids = Worker.objects.filter(name=lease.worker).values_list("pid", flat=True)
+    return any(pid and pid != lease.pid and _pid_alive(pid) for pid in pids)
 
 
 def still_lost(seen: dict[int, tuple[str, datetime | None]]) -> models.Exists:
