@@ -103,3 +103,31 @@ def test_a_profile_holds_a_lease_and_a_cancelled_one_stops_its_worker(
     time.sleep(1)
     profile = DeviceProfile.objects.get(pk=profile_id)
     assert (profile.status, profile.lut) == (Status.CANCELLED, None)
+
+
+def test_a_run_cancelled_and_resumed_during_stage_2_finishes_its_table(
+    django_user_model,
+    workers,  # noqa: F811
+):
+    # candidates spend most of their time evaluating (many suffixes, one fine-tune step): the
+    # cancel lands while some candidate of attempt 1 evaluates; the resume's tasks must not
+    # be dropped for it, and every layer must close
+    from tests.web.test_api_workers import token_client, wait_for
+
+    api = token_client(django_user_model)
+    config = {**TINY, "finetune_steps": 1, "suffix_samples": 6, "eval_batches": 10}
+    run_id = api.post("/api/runs/", {"preset": "digits", "config": config}, format="json")
+    run_id = run_id.json()["id"]
+    url = f"/api/runs/{run_id}/"
+    pool = workers(2)
+    candidates = Lease.objects.filter(run_id=run_id, key__contains="layer", task_id__gt="")
+    until(lambda: candidates.filter(attempt=1).exists(), pool, timeout=240)
+    assert api.post(f"{url}cancel/").status_code == 202
+    until(lambda: SearchRun.objects.get(pk=run_id).status == Status.CANCELLED, pool)
+    assert api.post(f"{url}resume/").status_code == 202
+    body = wait_for(api, url, pool, timeout=600)
+    assert body["status"] == "succeeded", f"{body}\n{pool.output()}"
+    assert body["auto_resumes"] == 0
+    run = SearchRun.objects.get(pk=run_id)
+    assert run.attempt == 2 and len(run.path) == run.closed_layers == 6  # (digits: 6 layers)
+    assert run.entries.count() == 39  # every candidate of every layer, none twice
