@@ -47,7 +47,7 @@ def test_a_run_whose_step_hangs_in_a_live_worker_is_reaped(
     Dataset.objects.create(name="hang", kind="imagefolder", root=str(root / "hang"), everyone=True)
     api = client_for(alice)
     config = {"dataset": "hang", "epochs": 2, "warmup_epochs": 0, "input_size": 8, "batch_size": 2}
-    config["num_workers"] = 0
+    config.update(num_workers=0, val_size=0.5)
     response = api.post("/api/runs/", {"preset": "imagenet", "config": config}, format="json")
     assert response.status_code == 201, response.json()
     run_id = response.json()["id"]
