@@ -79,7 +79,9 @@ def specialize(
     net.eval()
     test = make_loader(data.test, cfg.batch_size, shuffle=False)
     with ctx.autocast():
-        metrics = train.evaluate(lambda x: net(ctx.to_device(x)), test, device)
+        # each batch is progress (a worker's lease renews only while its work moves on)
+        progress = lambda _: ctx.callback.should_stop()  # noqa: E731
+        metrics = train.evaluate(lambda x: net(ctx.to_device(x)), test, device, progress=progress)
     metrics["finetune_epochs"] = finetune_epochs
     ctx.callback.evaluated({k: metrics[k] for k in ("top1", "top5") if k in metrics})
     return net.cpu().to(memory_format=torch.contiguous_format), metrics

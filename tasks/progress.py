@@ -24,6 +24,7 @@ from webapp.runs.models import (
     STAGE1_SHARE,
     Audit,
     Deployment,
+    DeviceProfile,
     MetricPoint,
     SearchRun,
     Stage,
@@ -56,6 +57,9 @@ class StopOnShutdown(SearchCallback):
         self.holding = holding
 
     def should_stop(self) -> bool:
+        # polled at every step boundary: the work makes progress, its lease may be renewed
+        if self.holding is not None:
+            self.holding.progress()
         return _shutting_down or (self.holding is not None and self.holding.lost)
 
 
@@ -165,26 +169,38 @@ def leased(
     run: SearchRun | None = None,
     deployment: Deployment | None = None,
     audit: Audit | None = None,
+    profile: DeviceProfile | None = None,
 ) -> Iterator[Holding | None]:
     """The lease ``key`` (see :mod:`webapp.runs.leases`) for this task while the block runs,
     released after; None when a live process holds it (this copy must do nothing) or when
-    processes died holding it too often (then the run or build is marked failed here)."""
+    processes died holding it too often (then the run, build, profile or audit is marked
+    failed here)."""
     attempt = run.attempt if run is not None else audit.attempt if audit is not None else 0
     worker, task_id = task.request.hostname or "", task.request.id or ""
     try:
         holding = take(
-            key, worker, task_id, what, attempt=attempt, run=run, deployment=deployment, audit=audit
+            key,
+            worker,
+            task_id,
+            what,
+            attempt=attempt,
+            run=run,
+            deployment=deployment,
+            audit=audit,
+            profile=profile,
         )
     except CrashLoop as exc:
         log.error("%s: %s", key, exc)
         if run is not None:
-            mark(run.pk, attempt, Status.FAILED, str(exc))
+            if mark(run.pk, attempt, Status.FAILED, str(exc)):
+                end_tracking(run, str(exc))
         elif audit is not None:
             Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
                 status=Status.FAILED, error=str(exc), finished=timezone.now()
             )
         else:
-            Deployment.objects.filter(pk=deployment.pk, status__in=ACTIVE).update(
+            work = deployment or profile
+            type(work).objects.filter(pk=work.pk, status__in=ACTIVE).update(
                 status=Status.FAILED, error=str(exc), finished=timezone.now()
             )
         holding = None
@@ -200,13 +216,28 @@ def leased(
             holding.release()
 
 
+def end_tracking(run: SearchRun, error: str) -> None:
+    """The run failed: its MLflow run (if it has one) ends FAILED instead of staying
+    RUNNING (a candidate's or a layer's task logs nothing else there)."""
+    from tasks.tracking import run_tracking  # (tasks.tracking imports this module)
+
+    try:
+        with run_tracking(run) as tracking:
+            tracking.failed(error)
+    except Exception:  # tracking never costs the run more than a warning
+        log.warning("run %s: could not end its tracking", run.pk, exc_info=True)
+
+
 @contextmanager
 def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
     """While the block runs, a thread writes the ``heartbeat`` of ``work`` (a run of this
-    attempt, a deployment; still running) and renews ``holding`` every
-    ``PONAS_HEARTBEAT_SECONDS``: long work without step callbacks (evaluation, BN
+    attempt, a deployment, a profile; still running) and renews ``holding`` every
+    ``PONAS_HEARTBEAT_SECONDS`` while the work makes progress (``holding.progress()``, bumped
+    at every step boundary the work polls): long work between steps (an evaluation, BN
     recalibration, checkpoint writes, exports) never looks like a vanished worker to the
-    watchdog. A renewal that finds the lease taken marks it ``lost`` (the work then stops)."""
+    watchdog, while work that has not moved for ``PONAS_PROGRESS_TIMEOUT`` (a hung step) lets
+    its lease expire. A renewal that finds the lease taken marks it ``lost`` (the work then
+    stops)."""
     work = work.filter(status=Status.RUNNING)
     work.update(heartbeat=timezone.now())
     stop = threading.Event()
@@ -215,7 +246,8 @@ def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
         try:
             while not stop.wait(settings.PONAS_HEARTBEAT_SECONDS):
                 try:
-                    work.update(heartbeat=timezone.now())
+                    if holding is None or not holding.stalled():  # hung work: no sign of life
+                        work.update(heartbeat=timezone.now())
                     if holding is not None and not holding.renew():
                         holding.lost = True
                 except Exception:  # a database hiccup must not kill the work
@@ -256,5 +288,7 @@ def guarded(
         return False, None
     except Exception as exc:
         log.exception("run %s: %s failed", run.pk, what)
-        mark(run.pk, run.attempt, Status.FAILED, f"{what} failed: {error_message(exc)}")
+        message = f"{what} failed: {error_message(exc)}"
+        if mark(run.pk, run.attempt, Status.FAILED, message):
+            end_tracking(run, message)
         return False, None

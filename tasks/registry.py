@@ -13,6 +13,7 @@ import torch
 from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 from django.utils import timezone
 
+from webapp.runs.leases import token
 from webapp.runs.models import Worker
 
 # What this process is, once it is ready as a worker (a test or a shell records nothing).
@@ -63,6 +64,7 @@ def _ready(sender=None, **_: Any) -> None:
         device=device(),
         torch_version=torch.__version__,
         pid=os.getpid(),
+        token=token(),  # what its leases name (a pid may repeat in another container)
         started=timezone.now(),
     )
     record()
@@ -71,4 +73,4 @@ def _ready(sender=None, **_: Any) -> None:
 @worker_shutdown.connect
 def _gone(**_: Any) -> None:
     if _me:
-        Worker.objects.filter(name=_me["name"], pid=_me["pid"]).delete()
+        Worker.objects.filter(name=_me["name"], token=_me["token"]).delete()

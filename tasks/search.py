@@ -230,7 +230,7 @@ def _score(run: SearchRun, layer: int, candidate: str, worker: str, holding) -> 
             ),
             holding,
         )
-        if not ok:
+        if not ok or holding.lost:  # (taken over by a newer attempt: it scores this one)
             return
         from ponas.cost import candidate_cost
 

@@ -288,6 +288,9 @@ else:
         "store_processed": True,
         "polling_interval": 0.2,
     }
+# The embedded broker's delivered messages (processed/) are removed by the workers once older
+# than this (tasks/watchdog.py): they are read when delivered and never again.
+PONAS_BROKER_KEEP_SECONDS = float(os.environ.get("PONAS_BROKER_KEEP_SECONDS", 600))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True  # results go to the database, not a result backend
 CELERY_TASK_ACKS_LATE = True
@@ -308,17 +311,24 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Seconds between progress/heartbeat writes and cancel checks of a running task.
 PONAS_POLL_SECONDS = float(os.environ.get("PONAS_POLL_SECONDS", 1.0))
-# A running run without a heartbeat for this long lost its worker: it is re-queued (at most
-# PONAS_AUTO_RESUMES times until a manual resume), then marked failed. Workers write a
-# heartbeat every PONAS_HEARTBEAT_SECONDS while they work on a run, and workers and beat look
-# for stuck runs every PONAS_WATCHDOG_SECONDS (webapp/runs/watchdog.py).
-PONAS_HEARTBEAT_TIMEOUT = float(os.environ.get("PONAS_HEARTBEAT_TIMEOUT", 600))
+# Lost work (docs/service.md "Leases and recovery"). A task's lease not renewed for
+# PONAS_HEARTBEAT_TIMEOUT seconds lost its worker (killed, its machine gone): its run, build or
+# profile is re-queued and its task sent again at once (at most PONAS_AUTO_RESUMES times until a
+# manual resume), then marked failed. Workers renew their leases every PONAS_HEARTBEAT_SECONDS
+# while the work makes progress (a step, a batch, an evaluation): work that made none for
+# PONAS_PROGRESS_TIMEOUT seconds (a hung step) is reaped like a dead worker's. Workers and beat
+# look every PONAS_WATCHDOG_SECONDS (webapp/runs/watchdog.py); a worker that died on the same
+# machine as a looking worker is seen at the next look. With these defaults a killed worker's
+# work runs again within about 60 + 15 s (plus the task's start) on any machine; a heartbeat
+# must be late six times over for live work to look lost.
+PONAS_HEARTBEAT_TIMEOUT = float(os.environ.get("PONAS_HEARTBEAT_TIMEOUT", 60))
 PONAS_HEARTBEAT_SECONDS = float(
-    os.environ.get("PONAS_HEARTBEAT_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
+    os.environ.get("PONAS_HEARTBEAT_SECONDS", min(10.0, PONAS_HEARTBEAT_TIMEOUT / 6))
 )
+PONAS_PROGRESS_TIMEOUT = float(os.environ.get("PONAS_PROGRESS_TIMEOUT", 900))
 PONAS_AUTO_RESUMES = int(os.environ.get("PONAS_AUTO_RESUMES", 2))
 PONAS_WATCHDOG_SECONDS = float(
-    os.environ.get("PONAS_WATCHDOG_SECONDS", min(60.0, PONAS_HEARTBEAT_TIMEOUT / 4))
+    os.environ.get("PONAS_WATCHDOG_SECONDS", min(15.0, PONAS_HEARTBEAT_TIMEOUT / 4))
 )
 # Celery beat (`make run` starts it; in production: `celery -A webapp beat`) sends the watchdog's
 # look every PONAS_WATCHDOG_SECONDS; a look not taken by then is dropped, not piled up.

@@ -318,10 +318,11 @@ def score_values(
     """
     layer = plan.layer
     if not plan.shared_prefix:
-        return [
-            _score_network(ctx, supernet, c.network(candidate), features)
-            for c in plan.eval_contexts
-        ]
+        values = []
+        for c in plan.eval_contexts:
+            ctx.check_stop()  # a cancel (or a lost lease) between evaluations too
+            values.append(_score_network(ctx, supernet, c.network(candidate), features))
+        return values
     start, bn, val = layer, list(features.get("bn")), list(features.get("val"))
     if ctx.cfg.reuse_prefix_features:
         block = supernet.layers[layer][candidate]
@@ -333,6 +334,7 @@ def score_values(
         start, bn = layer + 1, bn_out
     scores = []
     for suffix in plan.eval_suffixes:
+        ctx.check_stop()  # a cancel (or a lost lease) between evaluations too
         path = suffix if start > layer else [candidate, *suffix]
         modules = nn.ModuleList(
             [supernet.layers[start + i][c] for i, c in enumerate(path)] + [supernet.head]

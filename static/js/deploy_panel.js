@@ -308,8 +308,24 @@
     profileStatus.textContent = busy.length
       ? "timing the blocks on a " + busy[0].queue + " worker…"
       : failed ? "profile " + failed.id + " failed: " + failed.error : "";
+    // the profile being measured can be cancelled (it frees its place in the quota)
+    cancelButton.hidden = !busy.length;
+    cancelButton.dataset.profile = busy.length ? String(busy[0].id) : "";
     return busy.length > 0; // poll while one is being measured
   }
+
+  const cancelButton = document.getElementById("profile-cancel");
+  cancelButton.addEventListener("click", async () => {
+    cancelButton.disabled = true;
+    const url = api + "profiles/" + cancelButton.dataset.profile + "/cancel/";
+    const { ok, status, data } = await ponas.api(url, { method: "POST" });
+    cancelButton.disabled = false;
+    if (!ok) {
+      profileStatus.textContent = ponas.errorText(data, status);
+      return;
+    }
+    await loadProfiles();
+  });
 
   profileSelect.addEventListener("change", () => {
     profile = profileSelect.value;

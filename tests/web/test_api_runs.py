@@ -225,7 +225,10 @@ def test_cancelling_a_queued_run_cancels_it_at_once(api, alice):
 
 
 def test_cancelling_a_running_run_asks_its_worker_to_stop(api, alice):
+    from webapp.runs.leases import take
+
     run = make_run(alice, Status.RUNNING)
+    assert take(f"run {run.pk} stage1", "w1@test", "t1", "stage 1", attempt=1, run=run)
     response = api.post(f"/api/runs/{run.pk}/cancel/")
     assert response.status_code == 202
     assert response.json()["status"] == "running"

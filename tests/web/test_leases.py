@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from tasks.progress import leased
 from tests.web.helpers import hold_lease, make_run
-from webapp.runs.leases import HOST, CrashLoop, take
+from webapp.celery import app
+from webapp.runs.leases import NAMESPACE, CrashLoop, take
 from webapp.runs.models import Lease, SearchRun, Stage, Status, Worker
 from webapp.runs.watchdog import Reaped, reap_stuck_runs
 
 pytestmark = pytest.mark.django_db
+
+EVALUATE = "tasks.search.evaluate_candidate"
 
 
 def dead_pid() -> int:
@@ -30,6 +35,22 @@ def dead_pid() -> int:
 
 def task(worker: str = "w1@test", task_id: str = "t1"):
     return SimpleNamespace(request=SimpleNamespace(hostname=worker, id=task_id))
+
+
+@contextmanager
+def task_in_queue(run, name: str, args: tuple):
+    """A task of ``run`` waiting in its queue, for real (the test's broker), while the block
+    runs; the queue is emptied after."""
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(run.queue)
+    app.send_task(name, args, queue=run.queue)
+    cache.clear()  # (queue lengths are cached for 2 s)
+    try:
+        yield
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(run.queue)
+        cache.clear()
 
 
 def stale(seconds: float):
@@ -58,7 +79,7 @@ def test_a_lease_whose_process_died_is_taken_over_and_the_death_counted(alice, s
     for deaths in (1, 2):
         Lease.objects.update_or_create(
             key=key,
-            defaults={"run": run, "attempt": 1, "host": HOST, "pid": dead_pid(),
+            defaults={"run": run, "attempt": 1, "namespace": NAMESPACE, "pid": dead_pid(),
                       "task_id": "t1", "renewed": timezone.now(), "worker": "w1@test"},
         )  # fmt: skip
         held = take(key, "w1@test", "t1", "stage 1", attempt=1, run=run)
@@ -78,7 +99,7 @@ def test_a_crash_loop_fails_the_run_with_the_reason(api, alice, settings):
     run = make_run(alice, Status.RUNNING, stage=Stage.STAGE1)
     key = f"run {run.pk} stage1"
     Lease.objects.create(
-        key=key, run=run, attempt=1, host=HOST, pid=dead_pid(), task_id="t1",
+        key=key, run=run, attempt=1, namespace=NAMESPACE, pid=dead_pid(), task_id="t1",
         renewed=timezone.now(), worker="w1@test",
     )  # fmt: skip
     with leased(task(), key, "stage 1", run=run) as held:
@@ -104,7 +125,8 @@ def test_a_run_waiting_in_the_queue_is_never_reaped(alice, settings):
     hold_lease(waiting, 3600, key="layer 0 e3_k3")
     Lease.objects.filter(run=waiting).update(task_id="")  # the candidate task finished
     queued = make_run(alice, Status.QUEUED)
-    assert reap_stuck_runs() == Reaped()
+    with task_in_queue(waiting, EVALUATE, (waiting.pk, 1, 0, "e3_k5")):
+        assert reap_stuck_runs() == Reaped()
     assert SearchRun.objects.get(pk=waiting.pk).status == Status.RUNNING
     assert SearchRun.objects.get(pk=queued.pk).status == Status.QUEUED
 
@@ -129,4 +151,5 @@ def test_a_lease_of_an_earlier_attempt_does_not_make_the_run_lost(alice, setting
     run = make_run(alice, Status.RUNNING, started=stale(60), heartbeat=stale(60))
     hold_lease(run, 60)
     SearchRun.objects.filter(pk=run.pk).update(attempt=2)  # resumed since: the lease is old
-    assert reap_stuck_runs() == Reaped()
+    with task_in_queue(run, "tasks.search.run_search", (run.pk, 2)):  # attempt 2 waits
+        assert reap_stuck_runs() == Reaped()

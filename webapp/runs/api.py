@@ -262,6 +262,23 @@ class RunViewSet(
         return Response(s.DeviceProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
+        request=None,
+        responses={202: s.DeviceProfileSerializer, 403: ERROR, 404: ERROR, 409: ERROR},
+    )
+    @action(detail=True, methods=["post"], url_path=r"profiles/(?P<profile_id>[0-9]{1,18})/cancel")
+    def cancel_profile(self, request, pk=None, profile_id=None):
+        """Stop a queued or running device profile at once (who asked for it, the run's owner
+        or an admin of its team): it frees its place in the quota; nothing is stored."""
+        run = self.get_object()
+        profile = DeviceProfile.objects.filter(run=run, pk=int(profile_id)).first()
+        if profile is None:
+            raise NotFound(f"run {run.pk} has no profile {profile_id}")
+        if profile.requested_by_id != request.user.pk:
+            access.require_manage(request.user, run, "cancel profiles of")
+        profile = services.cancel_profile(profile)
+        return Response(s.DeviceProfileSerializer(profile).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
         parameters=[s.ParetoQuerySerializer],
         responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR},
     )

@@ -236,6 +236,10 @@ class DeviceProfile(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    auto_resumes = models.PositiveIntegerField(
+        default=0, help_text="times the watchdog re-queued the profile after its worker vanished"
+    )
 
     class Meta:
         ordering = ["run", "id"]
@@ -514,11 +518,14 @@ class Dataset(models.Model):
 
 
 class Lease(models.Model):
-    """Who works on a piece of a run (stage 1, a candidate, closing a layer) or on a build
-    right now: the worker process and the Celery task. The task's heartbeat renews it; one not
-    renewed for ``PONAS_HEARTBEAT_TIMEOUT`` seconds has expired. A second copy of the task, a redelivery or a stale attempt finds a live
-    lease and does nothing. A released lease (``task_id`` empty) keeps its row: ``deaths``
-    counts the processes that died holding it in this attempt (a crash loop ends the run)."""
+    """Who works on a piece of a run (stage 1, a candidate, closing a layer), on a build or on
+    a device profile right now: the worker process (by its random ``token``) and the Celery
+    task. The task's heartbeat renews it while its work makes progress; one not renewed for
+    ``PONAS_HEARTBEAT_TIMEOUT`` seconds, or whose work made no progress for
+    ``PONAS_PROGRESS_TIMEOUT``, has expired (:mod:`webapp.runs.leases`). A second copy of the
+    task or a redelivery finds a live lease and does nothing. A released lease (``task_id``
+    empty) keeps its row: ``deaths`` counts the processes that died holding it in this attempt
+    (a crash loop ends the run)."""
 
     key = models.CharField(max_length=200, unique=True, help_text='e.g. "run 5 stage1"')
     run = models.ForeignKey(
@@ -530,13 +537,27 @@ class Lease(models.Model):
     audit = models.ForeignKey(
         Audit, null=True, blank=True, on_delete=models.CASCADE, related_name="leases"
     )
+    profile = models.ForeignKey(
+        DeviceProfile, null=True, blank=True, on_delete=models.CASCADE, related_name="leases"
+    )
     attempt = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=255, blank=True, help_text="the worker's name")
     host = models.CharField(max_length=255, blank=True, help_text="the machine's host name")
     pid = models.PositiveIntegerField(default=0, help_text="the process that holds it")
+    token = models.CharField(
+        max_length=64, blank=True, help_text="the holding process's random token (its identity)"
+    )
+    namespace = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="the holder's boot and pid namespace: where its pid can be checked",
+    )
     task_id = models.CharField(max_length=64, blank=True, help_text="empty once released")
     taken = models.DateTimeField(null=True, blank=True)
     renewed = models.DateTimeField(null=True, blank=True, help_text="the last heartbeat")
+    progress = models.DateTimeField(
+        null=True, blank=True, help_text="the last progress of its work (a step, an evaluation)"
+    )
     deaths = models.PositiveIntegerField(
         default=0, help_text="processes that died holding it (in this attempt)"
     )
@@ -562,6 +583,9 @@ class Worker(models.Model):
     device = models.CharField(max_length=200, blank=True, help_text="CPU, or the GPU model")
     torch_version = models.CharField(max_length=64, blank=True)
     pid = models.PositiveIntegerField(default=0)
+    token = models.CharField(
+        max_length=64, blank=True, help_text="the worker process's random token (leases name it)"
+    )
     current_task = models.CharField(max_length=200, blank=True)
     started = models.DateTimeField()
     last_seen = models.DateTimeField()

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.celery import app
-from webapp.runs import leases
+from webapp.runs.leases import holder_alive
 from webapp.runs.models import (
     ACTIVE,
     Audit,
@@ -87,6 +87,11 @@ def send_build(deployment_id: int, queue: str) -> None:
     send_on_commit(BUILD_DEPLOYMENT, (deployment_id,), queue)
 
 
+def send_profile(profile_id: int, queue: str) -> None:
+    """Queue a device profile's timing."""
+    send_on_commit(PROFILE_LATENCY, (profile_id,), queue)
+
+
 # ---- runs -----------------------------------------------------------------------------------
 
 
@@ -102,7 +107,9 @@ def create_run(owner, **fields: Any) -> SearchRun:
 
 def cancel_run(run: SearchRun) -> SearchRun:
     """Stop a queued or running search: a queued one is cancelled at once, a running one by
-    its worker at the next step (its checkpoints are kept)."""
+    its worker at the next step (its checkpoints are kept), or at once when no live worker
+    works on it (it waits between tasks, or its worker is gone: its queued tasks then do
+    nothing)."""
     runs = SearchRun.objects.filter(pk=run.pk)
     if not runs.filter(status=Status.QUEUED).update(
         status=Status.CANCELLED, cancel_requested=True, finished=timezone.now()
@@ -112,6 +119,15 @@ def cancel_run(run: SearchRun) -> SearchRun:
             f"run {run.pk} is {run.status}; only queued or running runs can be cancelled"
         )
     run.refresh_from_db()
+    now = timezone.now()
+    if run.status == Status.RUNNING and not any(
+        holder_alive(lease, now) for lease in run.leases.filter(attempt=run.attempt)
+    ):
+        # (a task that takes a lease meanwhile reads the cancel at its first poll)
+        runs.filter(status=Status.RUNNING, attempt=run.attempt).update(
+            status=Status.CANCELLED, finished=now
+        )
+        run.refresh_from_db()
     return run
 
 
@@ -167,7 +183,7 @@ def delete_run(run: SearchRun) -> None:
     # live lease of it is held, or the folder would be removed mid-write
     now = timezone.now()
     held = Lease.objects.filter(run=run, task_id__gt="").order_by("key")
-    working = next((lease for lease in held if leases.holder_alive(lease, now)), None)
+    working = next((lease for lease in held if holder_alive(lease, now)), None)
     if working is not None:
         raise Conflict(
             f'run {run.pk} is still being written by a worker ("{working.key}"); delete it '
@@ -228,7 +244,22 @@ def start_profile(run: SearchRun, queue: str, user) -> DeviceProfile:
     active = DeviceProfile.objects.filter(requested_by=user, status__in=ACTIVE)
     check_quota(user, active, settings.PONAS_MAX_ACTIVE_PROFILES, PROFILES)
     profile = DeviceProfile.objects.create(run=run, queue=queue, requested_by=user)
-    send_on_commit(PROFILE_LATENCY, (profile.pk,), queue)
+    send_profile(profile.pk, queue)
+    return profile
+
+
+def cancel_profile(profile: DeviceProfile) -> DeviceProfile:
+    """Stop a queued or running device profile at once: its worker (if one times it) stops
+    at its next timed pass and stores nothing."""
+    if not DeviceProfile.objects.filter(pk=profile.pk, status__in=ACTIVE).update(
+        status=Status.CANCELLED, finished=timezone.now()
+    ):
+        profile.refresh_from_db()
+        raise Conflict(
+            f"profile {profile.pk} is {profile.status}; only queued or running profiles can be "
+            "cancelled"
+        )
+    profile.refresh_from_db()
     return profile
 
 

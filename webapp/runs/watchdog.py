@@ -1,13 +1,22 @@
 """The lost-work watchdog. Work that waits in a queue is *waiting*: no task of it runs, it
 holds no lease, and it is never reaped, however long other users' work keeps it waiting. Work
-is *lost* when a task's lease (:mod:`webapp.runs.leases`) was not renewed for
-``PONAS_HEARTBEAT_TIMEOUT`` seconds and the worker registry does not show its worker alive
-and on that task (the worker was killed, its machine vanished). A ``running`` run with lost
-work is put back in the queue and any worker continues it from its last checkpoint, up to
+is *lost* when a task's lease (:mod:`webapp.runs.leases`) is no longer live: not renewed for
+``PONAS_HEARTBEAT_TIMEOUT`` seconds while the worker registry does not show its worker alive
+and on that task (the worker was killed, its machine vanished); held by a process seen dead
+on this machine (at once); or stalled, its work making no progress for
+``PONAS_PROGRESS_TIMEOUT`` (a hung step). A ``running`` run is lost too when no task of its
+attempt holds a lease, nothing of it was heard for the heartbeat timeout, and its queue is
+empty (its next task was dropped or vanished with a broker's unacknowledged message: nothing
+would ever continue it).
+
+A lost run is put back in the queue at once (its ``run_search`` re-sent as a new attempt,
+not waiting for the broker to redeliver the dead worker's message: on Redis that is the
+visibility timeout, 12 h) and any worker continues it from its last checkpoint, up to
 ``PONAS_AUTO_RESUMES`` times (counted since the run was created or last resumed by hand);
 after that it is marked ``failed`` with the reason, and a manual resume continues it. It is
-never left ``running``. A deployment build whose worker vanished is re-queued the same way
-(it starts over: builds are short); after that it is marked failed.
+never left ``running``. A deployment build or a device profile whose worker vanished is
+re-queued the same way (it starts over: both are short); after that it is marked failed. A
+late copy of the lost task finds a newer attempt or a live lease and does nothing.
 
 Who looks: every worker, when it starts and then every ``PONAS_WATCHDOG_SECONDS``
 (``tasks.watchdog``); the periodic task ``tasks.watchdog.reap_stuck_work`` that Celery beat
@@ -30,9 +39,10 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from webapp.runs.leases import lost, still_expired
-from webapp.runs.models import Audit, Deployment, Lease, SearchRun, Status
-from webapp.runs.services import send_audit, send_build, send_search
+from webapp.runs.leases import cutoff, lost, still_lost
+from webapp.runs.models import Audit, Deployment, DeviceProfile, Lease, SearchRun, Status
+from webapp.runs.services import send_audit, send_build, send_profile, send_search
+from webapp.runs.workers import queue_length
 
 log = logging.getLogger("webapp")
 
@@ -104,6 +114,17 @@ DEPLOYMENTS = _Kind(
     send=lambda row: send_build(row["pk"], row["queue"]),
     next_step="deploy again to build it",
 )
+PROFILES = _Kind(
+    "profile",
+    DeviceProfile,
+    lambda: Lease.objects.filter(profile__status=Status.RUNNING),
+    "profile_id",
+    ("queue",),
+    current=lambda row: {},
+    requeue=lambda row: {},
+    send=lambda row: send_profile(row["pk"], row["queue"]),
+    next_step="profile the device again",
+)
 
 AUDITS = _Kind(
     "audit",
@@ -123,53 +144,86 @@ AUDITS = _Kind(
 def _reap(kind: _Kind, now: datetime | None) -> Reaped:
     now = now or timezone.now()
     objects = kind.model.objects
-    leases: dict[int, set[int]] = {}  # item -> its lost leases
-    for pk, item in (
-        kind.leases().filter(pk__in=lost(now, kind.leases())).values_list("pk", kind.owner)
-    ):
-        leases.setdefault(item, set()).add(pk)
+    leases: dict[int, dict] = {}  # item -> its lost leases, as lost() saw them
+    seen = lost(now, kind.leases())
+    for pk, item in kind.leases().filter(pk__in=seen).values_list("pk", kind.owner):
+        leases.setdefault(item, {})[pk] = seen[pk]
     found = objects.filter(pk__in=leases, status=Status.RUNNING).annotate(seen=LAST_SIGN)
     reaped = Reaped()
     for row in found.values("pk", "auto_resumes", "seen", *kind.fields):
-        pk, auto_resumes, seen = row["pk"], row["auto_resumes"], row["seen"]
         # just this item while its work is still lost: a renewal that arrives meanwhile (or
         # another watchdog) wins
         current = objects.filter(
-            still_expired(leases[pk], now), pk=pk, status=Status.RUNNING, **kind.current(row)
+            still_lost(leases[row["pk"]]),
+            pk=row["pk"],
+            status=Status.RUNNING,
+            **kind.current(row),
         )
-        if auto_resumes < settings.PONAS_AUTO_RESUMES:
-            with transaction.atomic():
-                if current.update(
-                    status=Status.QUEUED,
-                    auto_resumes=auto_resumes + 1,
-                    worker="",
-                    **kind.requeue(row),
-                ):
-                    kind.send(row)
-                    log.warning(
-                        "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
-                        kind.what,
-                        pk,
-                        seen,
-                        auto_resumes + 1,
-                        settings.PONAS_AUTO_RESUMES,
-                    )
-                    reaped.requeued.append(pk)
-        elif current.update(
-            status=Status.FAILED,
-            error=stuck_message(seen, auto_resumes, kind.next_step),
-            finished=now,
-        ):
-            log.warning("%s %s: no heartbeat since %s; marked failed", kind.what, pk, seen)
-            reaped.failed.append(pk)
+        _requeue_or_fail(kind, row, current, now, reaped)
     return reaped
 
 
+def _requeue_or_fail(kind: _Kind, row: dict, current, now: datetime, reaped: Reaped) -> None:
+    """Re-queue the item (its task sent again at once) while it has automatic resumes left,
+    else mark it failed; ``current`` is the item while it is still lost (one UPDATE wins)."""
+    pk, auto_resumes, seen = row["pk"], row["auto_resumes"], row["seen"]
+    if auto_resumes < settings.PONAS_AUTO_RESUMES:
+        with transaction.atomic():
+            if current.update(
+                status=Status.QUEUED,
+                auto_resumes=auto_resumes + 1,
+                worker="",
+                **kind.requeue(row),
+            ):
+                kind.send(row)
+                log.warning(
+                    "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
+                    kind.what,
+                    pk,
+                    seen,
+                    auto_resumes + 1,
+                    settings.PONAS_AUTO_RESUMES,
+                )
+                reaped.requeued.append(pk)
+    elif current.update(
+        status=Status.FAILED,
+        error=stuck_message(seen, auto_resumes, kind.next_step),
+        finished=now,
+    ):
+        log.warning("%s %s: no heartbeat since %s; marked failed", kind.what, pk, seen)
+        reaped.failed.append(pk)
+
+
+def _reap_idle_runs(now: datetime, reaped: Reaped) -> None:
+    """Running runs that no task of their attempt works on (no held lease), silent for the
+    heartbeat timeout, whose queue holds nothing (so nothing is waiting to continue them):
+    re-queued (or failed) like lost ones."""
+    held = Lease.objects.filter(run=models.OuterRef("pk"), attempt=models.OuterRef("attempt"))
+    idle = (
+        SearchRun.objects.filter(status=Status.RUNNING)
+        .annotate(seen=LAST_SIGN)
+        .filter(seen__lt=cutoff(now))
+        .exclude(models.Exists(held.filter(task_id__gt="")))
+    )
+    empty: dict[str, bool] = {}
+    for row in idle.values("pk", "auto_resumes", "seen", *RUNS.fields):
+        # its heavy tasks go to its queue, closing a layer to `default`
+        for queue in {row["queue"], "default"} - empty.keys():
+            empty[queue] = queue_length(queue) == 0  # None (the broker cannot say): wait
+        if not (empty[row["queue"]] and empty["default"]):
+            continue
+        current = idle.filter(pk=row["pk"], attempt=row["attempt"])
+        _requeue_or_fail(RUNS, row, current, now, reaped)
+
+
 def reap_stuck_runs(now: datetime | None = None) -> Reaped:
-    """Re-queue (or, with no automatic resumes left, fail) every run without a heartbeat for
-    the timeout. A re-queued run is a new attempt: tasks of the lost attempt do nothing, and
-    its ``run_search`` continues from the last checkpoint."""
-    return _reap(RUNS, now)
+    """Re-queue (or, with no automatic resumes left, fail) every run whose work is lost. A
+    re-queued run is a new attempt: tasks of the lost attempt do nothing, and its
+    ``run_search`` continues from the last checkpoint."""
+    now = now or timezone.now()
+    reaped = _reap(RUNS, now)
+    _reap_idle_runs(now, reaped)
+    return reaped
 
 
 def reap_stuck_deployments(now: datetime | None = None) -> Reaped:
@@ -183,7 +237,17 @@ def reap_stuck_audits(now: datetime | None = None) -> Reaped:
     return _reap(AUDITS, now)
 
 
-def reap_all(now: datetime | None = None) -> tuple[Reaped, Reaped]:
-    """One look at both: ``(runs, deployments)``."""
+def reap_stuck_profiles(now: datetime | None = None) -> Reaped:
+    """The same for device profiles: a re-queued profile times the blocks again."""
+    return _reap(PROFILES, now)
+
+
+def reap_all(now: datetime | None = None) -> dict[str, Reaped]:
+    """One look at runs, deployment builds, device profiles and table audits, by name."""
     now = now or timezone.now()
-    return reap_stuck_runs(now), reap_stuck_deployments(now)
+    return {
+        "runs": reap_stuck_runs(now),
+        "deployments": reap_stuck_deployments(now),
+        "profiles": reap_stuck_profiles(now),
+        "audits": reap_stuck_audits(now),
+    }

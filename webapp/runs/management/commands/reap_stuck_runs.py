@@ -1,5 +1,5 @@
-"""`manage.py reap_stuck_runs`: look once for running runs, deployment builds and audits whose worker
-stopped sending heartbeats (for ``PONAS_HEARTBEAT_TIMEOUT`` seconds): re-queue them, or mark
+"""`manage.py reap_stuck_runs`: look once for running runs, deployment builds, device profiles
+and table audits whose worker stopped sending heartbeats (for ``PONAS_HEARTBEAT_TIMEOUT`` seconds): re-queue them, or mark
 them failed once ``PONAS_AUTO_RESUMES`` automatic resumes are used up. Workers and Celery
 beat's periodic task do this on their own; the command is for cron, where beat does not run."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from webapp.runs.watchdog import reap_all, reap_stuck_audits
+from webapp.runs.watchdog import reap_all
 
 
 def _ids(pks: list[int]) -> str:
@@ -24,8 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         timeout = settings.PONAS_HEARTBEAT_TIMEOUT
         found = False
-        looked = (*reap_all(), reap_stuck_audits())
-        for what, reaped in zip(("runs", "deployments", "audits"), looked, strict=True):
+        for what, reaped in reap_all().items():
             found = found or bool(reaped)
             if reaped.requeued:
                 self.stdout.write(
