@@ -24,6 +24,8 @@ a rerun with the same recipe continues where it stopped (another recipe is refus
     python bench/shapes_truth.py --check --budgets 0 --networks 8 --seeds 2 \\
         --epochs 10 --out var/check-e10.json              # a recipe check on one band
     python bench/shapes_truth.py --device cuda            # the same pool on a GPU (see README)
+    python bench/shapes_truth.py --check --budgets 0 --networks 3 --seeds 2 \
+        --extra-test-images 20000 --out var/check-x20k.json   # also scored on 20,000 fresh images
 
 Single-threaded by default (``--threads 1``): these networks are too small to gain from more
 threads, and on a shared machine spinning OpenMP threads slow everyone down.
@@ -53,6 +55,7 @@ BUDGET_FRACTIONS = (0.3, 0.55, 0.8)  # as bench/table_fidelity.py
 BAND = 0.9  # cost-matched: [BAND * B, B]
 FIDELITY_POOL = 10  # the fidelity bench's --per-budget default: its pools are our first 10
 SPLIT_SEED = 0  # the validation split held out of training (the fidelity bench's data0)
+EXTRA_SEED = 777  # the fresh held-out images of ``extra_test_images`` (not train, not test)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,10 @@ class TruthRecipe:
     batch_order: str = "shuffled by the seed (the search config's seed = seed)"
     train_images: int | None = None  # the first N of the training split; None: all of it
     test_images: int | None = None  # the first N of the test split; None: all of it
+    # > 0: also score every network on this many fresh images (EXTRA_SEED), stored as
+    # ``acc_extra``: a larger held-out set shrinks the part of a seed's spread that comes
+    # from the finite test split. (Fields added later default to "as before".)
+    extra_test_images: int = 0
 
 
 def space_record(space) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
@@ -156,19 +163,22 @@ def deployed_networks(tables: list[str], budgets: list[dict[str, Any]]) -> list[
     return out
 
 
-def agreement(networks: list[dict[str, Any]], seeds: list[int], n_budgets: int) -> list[dict]:
+def agreement(
+    networks: list[dict[str, Any]], seeds: list[int], n_budgets: int, key: str = "acc"
+) -> list[dict]:
     """Per budget, over its complete drawn networks: Kendall's tau between every two seeds,
     their mean, and the median spread (sd over seeds) of one network against the sd across
-    the band's networks of their mean accuracy."""
+    the band's networks of their mean accuracy. ``key``: ``acc`` (the test split) or
+    ``acc_extra`` (the extra held-out images)."""
     from ponas.audit import tau
 
     out = []
     for i in range(n_budgets):
-        done = [n for n in networks if n["budget"] == i and n["role"] == "drawn" and len(n["acc"])]
-        k = min((len(n["acc"]) for n in done), default=0)
+        done = [n for n in networks if n["budget"] == i and n["role"] == "drawn" and n.get(key)]
+        k = min((len(n[key]) for n in done), default=0)
         fig: dict[str, Any] = {"budget_index": i, "networks": len(done), "seeds": seeds[:k]}
         if len(done) >= 2 and k >= 2:
-            acc = np.asarray([n["acc"][:k] for n in done]).T  # seeds x networks
+            acc = np.asarray([n[key][:k] for n in done]).T  # seeds x networks
             pairs = {
                 f"{seeds[a]}-{seeds[b]}": tau(acc[a], acc[b])
                 for a, b in itertools.combinations(range(k), 2)
@@ -181,8 +191,11 @@ def agreement(networks: list[dict[str, Any]], seeds: list[int], n_budgets: int) 
     return out
 
 
-def train_one(space, choices: list[str], data, recipe: TruthRecipe, seed: int, device: str):
-    """Test top-1 of ``choices`` trained from scratch with ``recipe`` under ``seed``."""
+def train_one(
+    space, choices: list[str], data, recipe: TruthRecipe, seed: int, device: str, extra=None
+) -> tuple[float, float | None]:
+    """Test top-1 of ``choices`` trained from scratch with ``recipe`` under ``seed``, and its
+    top-1 on the ``extra`` held-out images (None without them)."""
     import torch
 
     from ponas.deploy import specialize
@@ -200,10 +213,32 @@ def train_one(space, choices: list[str], data, recipe: TruthRecipe, seed: int, d
         "nesterov": recipe.nesterov,
         "device": device,
     }
-    _, metrics = specialize(
+    net, metrics = specialize(
         fresh, choices, overrides=overrides, finetune_epochs=recipe.epochs, data=data
     )
-    return float(metrics["top1"])
+    if extra is None:
+        return float(metrics["top1"]), None
+    from ponas.data import make_loader
+    from ponas.train import evaluate
+
+    net.eval()
+    with torch.no_grad():
+        top1 = evaluate(net, make_loader(extra, 256, shuffle=False), "cpu")["top1"]
+    return float(metrics["top1"]), float(top1)
+
+
+def extra_split(recipe: TruthRecipe, data):
+    """``recipe.extra_test_images`` fresh shapes images, with the test split's transforms."""
+    if not recipe.extra_test_images:
+        return None
+    import torch
+
+    from ponas.synthetic import generate_shapes
+
+    x, y = generate_shapes(recipe.extra_test_images, EXTRA_SEED)
+    t = data.test
+    return type(t)(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y), input_size=t.input_size,
+                   mean=t.mean, std=t.std, classes=t.classes)  # fmt: skip
 
 
 def recipe_data(recipe: TruthRecipe, data):
@@ -269,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=TruthRecipe.epochs)
     parser.add_argument("--lr", type=float, default=TruthRecipe.lr)
     parser.add_argument("--batch-size", type=int, default=TruthRecipe.batch_size)
+    parser.add_argument("--extra-test-images", type=int, default=0,
+                        help="also score on this many fresh held-out images (acc_extra)")  # fmt: skip
     parser.add_argument("--deployed", nargs="*", default=[], metavar="TABLE_JSON",
                         help="also train what these tables' solvers deploy at each budget")  # fmt: skip
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -289,7 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         args.networks, args.seeds, args.epochs, args.budgets = 1, 2, 1, [0, 1]
     torch.set_num_threads(args.threads)
     small = {"train_images": 256, "test_images": 512} if args.quick else {}
-    recipe = TruthRecipe(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, **small)
+    recipe = TruthRecipe(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        extra_test_images=args.extra_test_images,
+        **small,
+    )
     seeds = list(range(args.seeds))
     space = load_space(PRESET)
     budgets = draw_pool(space, args.networks)
@@ -298,11 +341,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--budgets: indices 0-{len(budgets) - 1}")
     deployed = deployed_networks(args.deployed, budgets)
     data = recipe_data(recipe, make_context(PRESET, {"seed": SPLIT_SEED}).data)
+    extra = extra_split(recipe, data)
     tmp = tempfile.TemporaryDirectory() if args.quick and not args.out else None
     out = Path(tmp.name) / "truth.json" if tmp else Path(args.out or DEFAULT_FILE)
     fresh = new_file(space, recipe, seeds, budgets, data)
     if out.exists():
         doc = json.loads(out.read_text())
+        defaults = asdict(TruthRecipe())  # a field added later: its default means "as before"
+        merged = {k: doc["recipe"].get(k, v) for k, v in defaults.items()}
+        doc["recipe"] = {**merged, **doc["recipe"]}  # unknown fields stay: refused below
         for key in ("format", "space_fingerprint", "recipe"):
             if doc.get(key) != fresh[key]:
                 print(f"error: {out} was made with another {key}; give --out for a new file",
@@ -335,6 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         doc["networks"] = [n for n in everything if len(n["acc"]) >= len(doc["seeds"])]
         doc["partial"] = [n for n in everything if 0 < len(n["acc"]) < len(doc["seeds"])]
         doc["agreement"] = agreement(doc["networks"], doc["seeds"], len(budgets))
+        if recipe.extra_test_images:
+            doc["agreement_extra"] = agreement(
+                doc["networks"], doc["seeds"], len(budgets), "acc_extra"
+            )
         doc["made"] = {
             "device": args.device,
             "threads": args.threads,
@@ -367,8 +418,10 @@ def main(argv: list[str] | None = None) -> int:
                 stopped = True
                 break
             start = time.perf_counter()
-            acc = train_one(space, choices, data, recipe, s, args.device)
+            acc, acc_extra = train_one(space, choices, data, recipe, s, args.device, extra)
             net["acc"].append(acc)
+            if acc_extra is not None:
+                net.setdefault("acc_extra", []).append(acc_extra)
             net["seconds"].append(round(time.perf_counter() - start, 2))
             net["device"].append(args.device)
             save()
@@ -391,9 +444,17 @@ def report(doc: dict[str, Any], budgets: list[dict[str, Any]], check: bool = Fal
         f"shapes truth: {r['epochs']} epochs, lr {r['lr']}, batch {r['batch_size']}, "
         f"seeds {doc['seeds']}"
     )
+    for section, label in (("agreement", "test split"), ("agreement_extra", "extra images")):
+        if section in doc:
+            _report_section(doc, budgets, section, label, check)
+
+
+def _report_section(doc, budgets, section: str, label: str, check: bool) -> None:
+    key = "acc" if section == "agreement" else "acc_extra"
+    print(f"scored on the {label}")
     print(f"{'budget':>8} {'networks':>8} {'tau between seeds':>30} {'mean':>6} "
           f"{'seed sd':>8} {'network sd':>10} {'s/network':>9}")  # fmt: skip
-    for fig in doc["agreement"]:
+    for fig in doc[section]:
         b = budgets[fig["budget_index"]]["budget"]
         nets = [n for n in doc["networks"] if n["budget"] == fig["budget_index"]]
         secs = [s for n in nets for s in n["seconds"]]
@@ -407,7 +468,7 @@ def report(doc: dict[str, Any], budgets: list[dict[str, Any]], check: bool = Fal
               f"{per:>9}")  # fmt: skip
         if check:
             for n in nets:
-                accs = " ".join(f"{100 * a:.2f}" for a in n["acc"])
+                accs = " ".join(f"{100 * a:.2f}" for a in n.get(key, []))
                 print(f"{'':10}{','.join(n['choices']):<45} {n['macs'] / 1e6:.3f}M  {accs}")
 
 

@@ -407,7 +407,7 @@ def load_truth_file(path: str | Path, min_seeds: int = 1) -> dict[str, Any]:
             if len(n["acc"]) > len(seeds):
                 raise ValueError(f"{path}: {n['choices']} has more accuracies than seeds")
         drawn = [n for n in nets if n["role"] == "drawn" and len(n["acc"]) >= need]
-        k = min((len(n["acc"]) for n in drawn), default=0)
+        k = min((len(n["acc"]) for n in drawn), default=len(seeds))
         acc = np.asarray([n["acc"][:k] for n in drawn], dtype=float).T.reshape(k, len(drawn))
         budgets.append(
             {
@@ -416,7 +416,7 @@ def load_truth_file(path: str | Path, min_seeds: int = 1) -> dict[str, Any]:
                 "pool": [list(n["choices"]) for n in drawn],
                 "macs": [float(n["macs"]) for n in drawn],
                 "acc": acc,
-                "mean": acc.mean(axis=0).tolist() if k else [],
+                "mean": acc.mean(axis=0).tolist() if k and drawn else [],
                 "deployed": [
                     list(n["choices"])
                     for n in nets
