@@ -453,7 +453,7 @@ def _report_section(doc, budgets, section: str, label: str, check: bool) -> None
     key = "acc" if section == "agreement" else "acc_extra"
     print(f"scored on the {label}")
     print(f"{'budget':>8} {'networks':>8} {'tau between seeds':>30} {'mean':>6} "
-          f"{'seed sd':>8} {'network sd':>10} {'s/network':>9}")  # fmt: skip
+          f"{'seed sd':>8} {'network sd':>10} {'s/training':>10}")  # fmt: skip
     for fig in doc[section]:
         b = budgets[fig["budget_index"]]["budget"]
         nets = [n for n in doc["networks"] if n["budget"] == fig["budget_index"]]
@@ -465,7 +465,7 @@ def _report_section(doc, budgets, section: str, label: str, check: bool) -> None
         pairs = " ".join(f"{k}:{v:.2f}" for k, v in fig["tau"].items())
         print(f"{b / 1e6:>7.2f}M {fig['networks']:>8} {pairs:>30} {fig['mean_tau']:>6.2f} "
               f"{100 * fig['seed_sd_median']:>7.2f}p {100 * fig['network_sd']:>9.2f}p "
-              f"{per:>9}")  # fmt: skip
+              f"{per:>10}")  # fmt: skip
         if check:
             for n in nets:
                 accs = " ".join(f"{100 * a:.2f}" for a in n.get(key, []))
