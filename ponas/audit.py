@@ -388,3 +388,67 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     return 0
+
+
+TRUTH_FORMAT = "ponas-truth/1"
+_TRUTH_KEYS = ("format", "preset", "space_fingerprint", "layers", "recipe", "seeds", "data",
+               "pool", "networks", "agreement")  # fmt: skip
+
+
+def load_truth_file(path: str | Path, min_seeds: int = 1) -> dict[str, Any]:
+    """Read a committed ground truth (``ponas-truth/1``, e.g.
+    ``bench/data/shapes-truth/shapes-truth-v1.json``, made by ``bench/shapes_truth.py``).
+
+    Returns ``{"doc": the file, "recipe", "seeds", "budgets": [...], "accuracy": {choices
+    tuple: per-seed accuracies}}``; each budget has ``budget``, ``band``, ``pool`` (the drawn
+    networks with every seed trained, as candidate-name lists), ``macs``, ``acc`` (seeds x
+    networks array), ``mean`` (per network) and ``deployed`` (solver picks trained for it).
+    Networks with fewer than ``min_seeds`` seeds (a run still under way) are left out. A
+    malformed file raises ValueError with one line saying what is wrong."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read a ground-truth file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != TRUTH_FORMAT:
+        raise ValueError(f"{path}: not a {TRUTH_FORMAT} file")
+    missing = [k for k in _TRUTH_KEYS if k not in doc]
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}")
+    seeds = doc["seeds"]
+    need = max(min_seeds, 1)
+    budgets = []
+    for i, b in enumerate(doc["pool"]["budgets"]):
+        nets = [n for n in doc["networks"] if n.get("budget") == i]
+        for n in nets:
+            if not {"choices", "macs", "params", "acc", "role"} <= n.keys():
+                raise ValueError(f"{path}: a network of budget {i} lacks choices/macs/acc")
+            if len(n["acc"]) > len(seeds):
+                raise ValueError(f"{path}: {n['choices']} has more accuracies than seeds")
+        drawn = [n for n in nets if n["role"] == "drawn" and len(n["acc"]) >= need]
+        k = min((len(n["acc"]) for n in drawn), default=len(seeds))
+        acc = np.asarray([n["acc"][:k] for n in drawn], dtype=float).T.reshape(k, len(drawn))
+        budgets.append(
+            {
+                "budget": float(b["budget"]),
+                "band": b["band"],
+                "pool": [list(n["choices"]) for n in drawn],
+                "macs": [float(n["macs"]) for n in drawn],
+                "acc": acc,
+                "mean": acc.mean(axis=0).tolist() if k and drawn else [],
+                "deployed": [
+                    list(n["choices"])
+                    for n in nets
+                    if n["role"] == "deployed" and len(n["acc"]) >= need
+                ],
+            }
+        )
+    accuracy = {
+        tuple(n["choices"]): list(n["acc"]) for n in doc["networks"] if len(n["acc"]) >= need
+    }
+    return {
+        "doc": doc,
+        "recipe": doc["recipe"],
+        "seeds": seeds,
+        "budgets": budgets,
+        "accuracy": accuracy,
+    }
