@@ -188,17 +188,35 @@ def _epoch_line(point: Mapping[str, Any]) -> str:
     return f"epoch {point['step']}: {shown}"
 
 
+class _Lines:
+    """Off a terminal (a log, CI) a wait prints whole lines when what it shows changes,
+    where a tqdm bar would write ``\r`` frames."""
+
+    def __init__(self) -> None:
+        from ponas.progress import is_terminal
+
+        self.off = not is_terminal(sys.stderr)
+        self.last = ""
+
+    def show(self, text: str) -> None:
+        if self.off and text != self.last:
+            print(text, file=sys.stderr, flush=True)
+            self.last = text
+
+
 def wait_for_run(client: Client, run_id: int) -> dict[str, Any]:
     """Poll the run until it is no longer queued or running, with a progress bar (stderr)
     driven by its progress and a line per epoch of stage 1; the run's final detail."""
     from tqdm import tqdm
 
+    lines = _Lines()
     bar = tqdm(
         total=100,
         desc=f"run {run_id}",
         file=sys.stderr,
         dynamic_ncols=True,
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
+        disable=lines.off,
     )
     since = None
     try:
@@ -214,6 +232,8 @@ def wait_for_run(client: Client, run_id: int) -> dict[str, Any]:
             bar.set_postfix_str(waiting, refresh=False)
             bar.n = round(100 * run["progress"], 1)
             bar.refresh()
+            tenth = 10 * int(bar.n // 10)  # a line per stage, wait and tenth of the way
+            lines.show(f"{desc}: {tenth}%" + (f" ({waiting})" if waiting else ""))
             if run["status"] not in ACTIVE:
                 return run
             time.sleep(POLL_SECONDS)
@@ -288,11 +308,18 @@ def wait_for_deployment(client: Client, deployment_id: int) -> dict[str, Any]:
     stderr); its final record."""
     from tqdm import tqdm
 
-    bar = tqdm(file=sys.stderr, bar_format="{desc} {elapsed}", desc=f"deployment {deployment_id}")
+    lines = _Lines()
+    bar = tqdm(
+        file=sys.stderr,
+        bar_format="{desc} {elapsed}",
+        desc=f"deployment {deployment_id}",
+        disable=lines.off,
+    )
     try:
         while True:
             deployment = client.deployment(deployment_id)
             bar.set_description_str(f"deployment {deployment_id} {deployment['status']}")
+            lines.show(f"deployment {deployment_id} {deployment['status']}")
             if deployment["status"] not in ACTIVE:
                 return deployment
             time.sleep(POLL_SECONDS)
@@ -361,13 +388,15 @@ def wait_for_audit(client: Client, run_id: int, audit_id: int) -> dict[str, Any]
     stderr); its final record."""
     from tqdm import tqdm
 
-    bar = tqdm(file=sys.stderr, desc=f"audit {audit_id}", unit="training")
+    lines = _Lines()
+    bar = tqdm(file=sys.stderr, desc=f"audit {audit_id}", unit="training", disable=lines.off)
     try:
         while True:
             audit = client.audit(run_id, audit_id)
             bar.total = audit.get("total") or None
             bar.n = audit.get("trained") or 0
             bar.set_description_str(f"audit {audit_id} {audit['status']}")
+            lines.show(f"audit {audit_id} {audit['status']}: {bar.n} of {bar.total or '?'} trained")
             if audit["status"] not in ACTIVE:
                 return audit
             time.sleep(POLL_SECONDS)

@@ -254,8 +254,10 @@ def test_waiting_on_a_cancelled_run_exits_1(signed_in, alice, capsys):
     run = make_run(alice)
     status, out, _ = ponas(capsys, "remote", "cancel", str(run.pk))
     assert (status, out) == (0, f"run {run.pk} cancelled\n")
-    status, out, _ = ponas(capsys, "remote", "wait", str(run.pk))
+    status, out, err = ponas(capsys, "remote", "wait", str(run.pk))
     assert (status, out) == (1, f"run {run.pk} cancelled\n")
+    # not a terminal: whole lines, no bar frames
+    assert "\r" not in err and f"run {run.pk} cancelled: " in err.splitlines()[-1]
 
 
 def test_signing_out_revokes_the_token_on_the_server_and_forgets_it(signed_in, config, capsys):
@@ -288,7 +290,8 @@ def test_a_script_searches_through_a_worker_then_downloads_a_network(
             f"started run {run.pk} (digits search) in queue gpu",
             f"run {run.pk} succeeded: path {' '.join(run.path)}",
         ]
-        assert f"run {run.pk}" in err and "100%" in err  # the bar, driven by the run's progress
+        assert f"run {run.pk}" in err and "100%" in err  # driven by the run's progress
+        assert "\r" not in err  # not a terminal: whole lines, no bar frames
         assert "epoch 2: " in err
 
         status, out, _ = ponas(capsys, "remote", "runs")
