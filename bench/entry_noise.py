@@ -7,8 +7,8 @@ layer, the **entry noise** (sd of one entry between the two draws) against the r
 (sd of its entries across candidates), as :mod:`ponas.noise` defines them; the largest ratio
 over the layers; how many layers are within the noise budget (:data:`ponas.noise.BUDGET`,
 from ``bench/table_oracle.py``); Kendall's tau between the two tables' scores of cost-matched
-random networks (self-agreement); and each setting's stage-2 time against the first's in the
-same run (the machine is shared: the ratio, not the seconds, is the figure)::
+random networks (self-agreement); and each setting's stage-2 CPU time against the first's in
+the same run (the machine is shared: the ratio, not the seconds, is the figure)::
 
     python bench/entry_noise.py --preset shapes             # today's defaults and the candidates
     python bench/entry_noise.py --preset digits --setting default --setting eval_batches=16
@@ -69,13 +69,13 @@ def parse_setting(text: str) -> dict:
 
 
 def measure(supernet: Path, setting: dict, seeds: tuple[int, int], work: Path) -> dict:
-    """Stage 2 twice (``seeds``) with ``setting``; the noise document and the seconds."""
+    """Stage 2 twice (``seeds``) with ``setting``; the noise document and the CPU seconds."""
     tables, seconds = [], []
     for seed in seeds:
         out = Path(tempfile.mkdtemp(dir=work, prefix="stage2-"))
-        began = time.perf_counter()
+        began = time.process_time()  # CPU seconds: less at the mercy of other programs
         tables.append(run_stage2_only(supernet, {**setting, "stage2_seed": seed}, out))
-        seconds.append(time.perf_counter() - began)
+        seconds.append(time.process_time() - began)
     doc = noise.measure(*tables)
     return {**doc, "seconds": statistics.fmean(seconds)}
 
@@ -138,7 +138,7 @@ def main() -> int:
     print(
         f"\nratio: sd of an entry between two stage-2 draws / sd of the row's entries; within: "
         f"layers at or below the budget {noise.BUDGET:g}; tau: self-agreement of the two tables "
-        f"on cost-matched random networks; stage 2: time against {overrides[0][0]!r}"
+        f"on cost-matched random networks; stage 2: CPU time against {overrides[0][0]!r}"
     )
     print(f"{time.perf_counter() - started:.0f} s")
     if args.json:

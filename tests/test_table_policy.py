@@ -88,3 +88,31 @@ def test_context_setting_is_checked():
     assert resolve("digits", {"context": "random"})[1].context == "random"
     with pytest.raises(ConfigError, match="context must be one of progressive, random, got 'both'"):
         resolve("digits", {"context": "both"})
+
+
+def test_random_context_scores_each_network_as_a_plain_evaluation_would(tiny_search):
+    # Each random context is a whole network: its entry is that network, BN recalibrated,
+    # scored on the validation batches, exactly; and scoring leaves every BN as it was.
+    from torch import nn
+
+    from ponas.search.stage2 import PrefixFeatures, score_values
+    from ponas.train import evaluate, recalibrate_bn
+
+    ctx, supernet = _supernet(tiny_search, "random-plain", context="random", suffix_samples=2)
+    bns = [m for m in supernet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    chosen = [ctx.space.allowed_candidates(i)[0] for i in range(2)]
+    plan = plan_layer(ctx, supernet, 2, chosen)
+    cand = ctx.space.allowed_candidates(2)[-1]
+    values = score_values(ctx, supernet, plan, cand, PrefixFeatures(ctx, supernet, plan))
+    assert [m.momentum for m in bns] == momenta
+    for c, value in zip(plan.eval_contexts, values, strict=True):
+        path = c.network(cand)
+        modules = supernet.path_modules(path)
+
+        def forward(x, path=path):
+            return supernet(ctx.to_device(x), path)
+
+        recalibrate_bn(modules, plan.bn_batches, forward=forward)
+        modules.eval()
+        assert value == pytest.approx(evaluate(forward, plan.val_batches, ctx.device)["top1"])

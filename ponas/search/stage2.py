@@ -211,6 +211,13 @@ class PrefixFeatures:
 
     @torch.no_grad()
     def _compute(self, kind: str, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        shared = self.plan.shared_prefix
+        if not shared and kind != "finetune":
+            # a whole network per evaluation: the inputs themselves. The prefix's modules are
+            # left alone: the caller recalibrates and evaluates them while this is read.
+            for x, y in self._batches(kind).iter_from(skip):
+                yield self.ctx.to_device(x), y.to(self.ctx.device)
+            return
         self.prefix_modules.train(kind != "val")
         saved = [
             (m, m.momentum)
@@ -219,17 +226,13 @@ class PrefixFeatures:
         ]
         for m, _ in saved:
             m.momentum = 0.0  # train-mode BN without touching the recalibrated statistics
-        shared = self.plan.shared_prefix
         steps = self.plan.finetune_contexts[skip:]
         try:
             for i, (x, y) in enumerate(self._batches(kind).iter_from(skip)):
-                if shared or kind == "finetune":
-                    prefix = self.plan.prefix if shared else steps[i].prefix
-                    with self.ctx.autocast():
-                        x = self.supernet.features(self.ctx.to_device(x), prefix)
-                else:  # a whole network per evaluation: the inputs themselves
-                    x = self.ctx.to_device(x)
-                yield x, y.to(self.ctx.device)
+                prefix = self.plan.prefix if shared else steps[i].prefix
+                with self.ctx.autocast():
+                    feats = self.supernet.features(self.ctx.to_device(x), prefix)
+                yield feats, y.to(self.ctx.device)
         finally:
             for m, momentum in saved:
                 m.momentum = momentum
