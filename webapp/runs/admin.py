@@ -5,6 +5,8 @@ from django.contrib import admin
 
 from webapp.runs.models import (
     Artifact,
+    Audit,
+    AuditNetwork,
     Dataset,
     Deployment,
     DeviceProfile,
@@ -113,6 +115,21 @@ class DeviceProfileAdmin(admin.ModelAdmin):
     list_display = ["id", "run", "device", "queue", "status", "worker", "created"]
     list_filter = ["status", "queue"]
     search_fields = ["device", "worker"]
+
+
+class AuditNetworkInline(admin.TabularInline):
+    model = AuditNetwork
+    extra = 0
+    fields = ["key", "choices", "seed", "accuracy", "seconds"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Audit)
+class AuditAdmin(admin.ModelAdmin):
+    list_display = ["id", "run", "status", "trained", "total", "requested_by", "created"]
+    list_filter = ["status"]
+    inlines = [AuditNetworkInline]
 
 
 @admin.register(Lease)
