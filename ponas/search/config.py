@@ -10,6 +10,7 @@ from ponas.search.policy import CONTEXTS  # the layers around a stage-2 candidat
 from ponas.space import SearchSpace, load_space
 
 SCORES = ("accuracy", "likelihood")  # what a table entry measures (SearchConfig.score)
+SAMPLINGS = ("uniform", "fair")  # how stage 1 draws a path per step (SearchConfig.sampling)
 
 
 class ConfigError(ValueError):
@@ -81,6 +82,11 @@ class SearchConfig:
     # so far, then drawn suffixes: the paper's) or "random" (prefix and suffix both drawn per
     # evaluation, shared by a row's candidates). docs/table-fidelity.md compares them.
     context: str = "progressive"
+    # How stage 1 draws each step's path: "uniform" (every layer's candidate drawn
+    # independently, the paper's single-path sampling) or "fair" (FairNAS's strict fairness:
+    # each group of m steps, m the most candidates a layer has, trains every candidate of
+    # every layer once). docs/table-fidelity.md measures both against networks trained alone.
+    sampling: str = "uniform"
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -127,6 +133,10 @@ class SearchConfig:
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.score not in SCORES:
             raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(
+                f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
+            )
         if self.context not in CONTEXTS:
             raise ConfigError(f"context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
         if self.stage2_seed < -1:

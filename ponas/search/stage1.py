@@ -1,5 +1,6 @@
-"""Stage 1, meta-training: the supernet trained with single-path uniform sampling (one
-candidate per layer per step), checkpointed every epoch; on several processes through DDP.
+"""Stage 1, meta-training: the supernet trained with single-path sampling (one candidate per
+layer per step: drawn uniformly, or with FairNAS's strict fairness, ``sampling: fair``),
+checkpointed every epoch; on several processes through DDP.
 
 With DDP, rank 0 runs in the calling process with the caller's callback (metrics, progress,
 heartbeats go where they go for one process) and the other ranks in spawned processes; at
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def stage1(
     world: int = 1,
     ddp_model: nn.Module | None = None,
 ) -> dict[str, float]:
-    """Meta-train ``supernet`` with single-path uniform sampling; checkpoint every epoch.
+    """Meta-train ``supernet`` with single-path sampling; checkpoint every epoch.
 
     With ``world > 1`` (called by :func:`_ddp_worker`), every rank samples the same path each
     step and trains on its slice of the same batch; gradients are averaged by DDP.
@@ -75,7 +76,7 @@ def _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world)
     total = cfg.epochs * steps_per_epoch
     # Each epoch's randomness is derived from (seed, epoch), so a resumed epoch replays.
     torch.manual_seed(derive_seed(cfg.seed, "stage1", epoch))
-    paths = random.Random(derive_seed(cfg.seed, "paths", epoch))
+    paths = epoch_paths(ctx.space, cfg.sampling, cfg.seed, epoch)
     supernet.train()
     loss_sum = correct = seen = 0.0
     t0 = time.perf_counter()
@@ -89,7 +90,7 @@ def _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world)
             ctx.check_stop()
         step = epoch * steps_per_epoch + i
         set_lr(optimizer, lr_at(cfg.lr, step, total, cfg.warmup_epochs * steps_per_epoch))
-        choices = supernet.sample(paths)
+        choices = next(paths)
         x, y = ctx.to_device(x), y.to(ctx.device)
         loss, logits = train_step(
             model, optimizer, x, y, choices, label_smoothing=cfg.label_smoothing, amp=ctx.amp
@@ -106,6 +107,39 @@ def _epoch(ctx, supernet, model, optimizer, epoch, steps_per_epoch, rank, world)
         "train_acc": correct / max(seen, 1),
         "images_per_s": seen * world / max(time.perf_counter() - t0, 1e-9),
     }
+
+
+def epoch_paths(space: SearchSpace, sampling: str, seed: int, epoch: int) -> Iterator[list[str]]:
+    """The paths of one stage-1 epoch, one per step, a function of ``(seed, epoch)`` alone:
+    a resumed epoch replays them and every DDP rank draws the same.
+
+    ``uniform``: each layer's candidate drawn uniformly and independently at every step.
+    ``fair`` (FairNAS, Chu et al. 2021, strict fairness): the epoch is cut into groups of m
+    steps, m the largest number of candidates a layer allows; in a group each layer runs an
+    independent random permutation of its allowed candidates, padded by random picks of them
+    where it has fewer than m, so every candidate of every layer is trained at least once per
+    group (exactly once where a layer has m). Each step's gradient is applied at that step,
+    as with ``uniform`` (FairNAS accumulates a group's gradients and steps once; per-step
+    keeps the same number of optimizer steps, learning-rate schedule and DDP code path). A
+    last group cut short by the epoch's end is left incomplete; groups restart each epoch.
+    """
+    rng = random.Random(derive_seed(seed, "paths", epoch))
+    allowed = [space.allowed_candidates(i) for i in range(space.num_layers)]
+    if sampling == "uniform":
+        while True:
+            yield [rng.choice(c) for c in allowed]
+    if sampling != "fair":
+        raise ValueError(f"unknown stage-1 sampling {sampling!r}")
+    m = max(len(c) for c in allowed)
+    while True:
+        columns = []
+        for cands in allowed:
+            column = rng.sample(cands, len(cands))
+            column += [rng.choice(cands) for _ in range(m - len(cands))]
+            rng.shuffle(column)
+            columns.append(column)
+        for step in range(m):
+            yield [column[step] for column in columns]
 
 
 def _check_stop_all(ctx: Context, rank: int) -> None:
