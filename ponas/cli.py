@@ -935,9 +935,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         return 0
     print(f"architecture: {' '.join(selection.choices)}")
     error = "" if selection.score_stderr is None else f" ± {selection.score_stderr:.4f}"
+    # what the entries measure (SearchConfig.score): top-1 accuracies or likelihoods
+    entries = "likelihoods" if table.meta.get("config", {}).get("score") == "likelihood" else None
     print(
-        f"predicted score {selection.score:.4f}{error} (sum of table accuracies, a ranking "
-        "score, not a test accuracy)"
+        f"predicted score {selection.score:.4f}{error} (sum of table {entries or 'accuracies'}, "
+        "a ranking score, not a test accuracy)"
     )
     print(
         f"score given up for the budgets: {selection.loss:.4f} (the best path's score minus "

@@ -106,3 +106,11 @@ def test_ponas_deploy_prints_the_predicted_score_with_its_error(tmp_path, capsys
     ) in capsys.readouterr().out
     assert main(["deploy", "--table", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["score_stderr"] == pytest.approx(error)
+
+
+def test_ponas_deploy_names_likelihood_entries_for_what_they_are(tmp_path, capsys):
+    table = with_stderr(ERRORS)
+    table.meta["config"] = {"score": "likelihood"}
+    table.save(tmp_path / "table.json")
+    assert main(["deploy", "--table", str(tmp_path / "table.json")]) == 0
+    assert "(sum of table likelihoods, a ranking score" in capsys.readouterr().out

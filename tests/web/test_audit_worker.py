@@ -19,7 +19,7 @@ from tests.web.test_api_workers import (  # noqa: F401 (workers is a fixture)
     wait_for,
     workers,
 )
-from webapp.runs.leases import HOST
+from webapp.runs.leases import HOST, NAMESPACE
 from webapp.runs.models import Audit, AuditNetwork, Lease, Status
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -58,6 +58,7 @@ def test_an_audit_runs_from_the_api_to_its_report_on_a_real_worker(
         attempt=1,  # the audit's (first) attempt
         worker="w9@test",
         host=HOST,
+        namespace=NAMESPACE,  # this machine's boot and pid namespace: the pid can be checked
         pid=_dead_pid(),
         task_id="task-of-a-dead-process",
         taken=now,
