@@ -41,9 +41,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from scipy.stats import kendalltau
 
-from ponas.audit import all_networks, table_score  # one definition: the audit's
+from ponas.audit import (  # one definition: the audit's
+    Recipe,
+    all_networks,
+    percentile,
+    table_score,
+    tau,
+)
+from ponas.audit import train_from_scratch as audit_train
 from ponas.deploy import specialize
 from ponas.files import atomic_write_text
 from ponas.search import load_checkpoint, make_context, run_search
@@ -58,14 +64,10 @@ BUDGET_FRACTIONS = (0.3, 0.55, 0.8)  # of the way from the cheapest to the deare
 def train_from_scratch(
     space: SearchSpace, choices: list[str], data, dataset: str, args: argparse.Namespace
 ) -> float:
-    """Ground truth: test accuracy of ``choices`` trained from scratch with the fixed recipe."""
-    torch.manual_seed(args.init_seed)
-    fresh = Supernet(space)  # the reference init; specialize trains the path from it
-    overrides = {"dataset": dataset, "seed": 0, "finetune_lr": args.lr}
-    _, metrics = specialize(
-        fresh, choices, overrides=overrides, finetune_epochs=args.epochs, data=data
-    )
-    return metrics["top1"]
+    """Ground truth: test accuracy of ``choices`` trained from scratch with the fixed recipe
+    (the audit's, :func:`ponas.audit.train_from_scratch` at seed 0: one implementation)."""
+    recipe = Recipe(epochs=args.epochs, lr=args.lr, init_seed=args.init_seed)
+    return audit_train(space, choices, data, dataset, recipe, seed=0)
 
 
 def one_shot(supernet: Supernet, choices: list[str], data, split: str, seed: int) -> float:
@@ -74,16 +76,6 @@ def one_shot(supernet: Supernet, choices: list[str], data, split: str, seed: int
     data = dataclasses.replace(data, test=getattr(data, split))
     _, metrics = specialize(supernet, choices, overrides={"seed": seed}, data=data)
     return metrics["top1"]
-
-
-def tau(x, y) -> float:
-    t = kendalltau(x, y).statistic
-    return 0.0 if t != t else float(t)  # a constant predictor ranks nothing: tau 0
-
-
-def percentile(value: float, pool: list[float]) -> float:
-    """Share of ``pool`` that ``value`` beats, ties counting half, in percent."""
-    return 100 * sum((v < value) + 0.5 * (v == value) for v in pool) / len(pool)
 
 
 def summarize(budget_rows: list[dict], n_boot: int, rng: np.random.Generator) -> dict:
