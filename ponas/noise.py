@@ -146,16 +146,17 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def table_lines(table: AccuracyTable) -> list[str]:
-    """What a table alone says about its noise: per layer, the row's spread against the
-    median standard error of its entries over the evaluation contexts.
+def table_rows(table: AccuracyTable) -> list[dict[str, Any]]:
+    """What a table alone says about its noise: per layer, the row's ``spread`` (sd of its
+    entries) against the median standard ``error`` of its entries over the evaluation
+    contexts, their ``ratio``, and whether it is within :data:`BUDGET` (``separates``).
 
     That error is the context draw's only (a candidate's fine-tune noise is not in it), so a
     row it calls "within noise" is within noise, and one it calls separated may not be: the
     full entry noise is what ``ponas search --stage2-only`` measures (:func:`measure`)."""
     if table.stderr is None:
         return []
-    lines = []
+    rows = []
     for i, (row, errs) in enumerate(zip(table.accuracy, table.stderr, strict=True)):
         values = [v for v in row if v is not None]
         known = sorted(e for e in errs if e is not None)
@@ -163,14 +164,30 @@ def table_lines(table: AccuracyTable) -> list[str]:
             continue
         spread, err = _sd(values), known[len(known) // 2]
         ratio = err / spread if spread > 0 else None
+        rows.append(
+            {
+                "layer": i,
+                "spread": spread,
+                "error": err,
+                "ratio": ratio,
+                "separates": ratio is not None and ratio <= BUDGET,
+            }
+        )
+    return rows
+
+
+def table_lines(table: AccuracyTable) -> list[str]:
+    """:func:`table_rows` as the lines ``ponas search`` prints."""
+    lines = []
+    for r in table_rows(table):
         verdict = (
             "no spread"
-            if ratio is None
-            else ("separates its candidates" if ratio <= BUDGET else "within noise")
+            if r["ratio"] is None
+            else ("separates its candidates" if r["separates"] else "within noise")
         )
-        shown = "-" if ratio is None else f"{ratio:.2f}"
+        shown = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         lines.append(
-            f"layer {i}: row spread {100 * spread:.2f} points, context error "
-            f"{100 * err:.2f} points, ratio {shown}: {verdict}"
+            f"layer {r['layer']}: row spread {100 * r['spread']:.2f} points, context error "
+            f"{100 * r['error']:.2f} points, ratio {shown}: {verdict}"
         )
     return lines

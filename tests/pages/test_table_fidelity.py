@@ -117,3 +117,21 @@ def test_a_table_whose_layers_are_all_separated_says_so(browser, alice):
         "In every layer the best block is ahead of the second-best by more than their "
         "combined standard error."
     )
+
+
+def test_user_sees_which_rows_separate_their_blocks_against_the_noise_budget(browser, alice):
+    from ponas import noise
+
+    table = uncertain_table(close_layer=2)
+    run = finished(alice, table)
+    page = browser.get(f"/runs/{run.pk}/").content.decode()
+    items = dict(re.findall(r'<li data-noise-layer="(\d+)">(.*?)</li>', page, re.S))
+    rows = noise.table_rows(table)
+    assert [int(k) for k in items] == [r["layer"] for r in rows] and rows
+    for r in rows:
+        verdict = "separates its blocks" if r["separates"] else "within noise"
+        assert re.sub(r"\s+", " ", html_lib.unescape(items[str(r["layer"])])).strip() == (
+            f"Layer {r['layer']}: spread {100 * r['spread']:.2f} pts, error "
+            f"{100 * r['error']:.2f} pts, ratio {r['ratio']:.2f}: {verdict}"
+        )
+    assert f"at most {noise.BUDGET} times the spread" in page

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from threading import Lock
 from typing import Any
 
+from ponas import noise
 from ponas.table import FORMAT, AccuracyTable, TableError
 from webapp.runs.models import DeviceProfile, SearchRun, TableEntry
 
@@ -132,7 +133,10 @@ def fidelity(run: SearchRun) -> dict[str, Any]:
     ``suffix_samples``, from the table's meta, else the run's settings; ``None`` if neither
     says); ``validation``: the table's ``meta.validation`` (``images``, ``drawn``, ...);
     ``has_stderr``: whether the table records standard errors; ``close_calls``: the layers
-    whose best and second-best entries are within their combined standard error. ``None``
+    whose best and second-best entries are within their combined standard error;
+    ``noise_rows``: per layer the row's spread against its entries' context error
+    (:func:`ponas.noise.table_rows`), and ``budget``, the ratio within which a row separates
+    its candidates. ``None``
     when the stored rows do not make a valid table (the API's table endpoint says why).
     """
     try:
@@ -151,6 +155,8 @@ def fidelity(run: SearchRun) -> dict[str, Any]:
         "validation": validation if isinstance(validation, dict) else {},
         "has_stderr": table.stderr is not None,
         "close_calls": table.close_calls(),
+        "noise_rows": noise.table_rows(table),
+        "budget": noise.BUDGET,
     }
 
 
