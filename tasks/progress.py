@@ -219,7 +219,7 @@ def leased(
 def end_tracking(run: SearchRun, error: str) -> None:
     """The run failed: its MLflow run (if it has one) ends FAILED instead of staying
     RUNNING (a candidate's or a layer's task logs nothing else there)."""
-    from tasks.tracking import run_tracking  # (tasks.tracking imports this module)
+    from tasks.tracking import run_tracking
 
     try:
         with run_tracking(run) as tracking:

@@ -6,15 +6,17 @@ be set up costs the run a warning in the worker's log, never the run itself."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ponas.files import TENSORBOARD_DIR
 from ponas.search import CallbackGroup, SearchCallback
 from ponas.tracking import deploy_trackers, search_trackers
-from tasks.progress import log
 from webapp.runs.datasets import search_settings
 from webapp.runs.models import Deployment, SearchRun
+
+log = logging.getLogger("tasks")  # the tasks' log, as tasks.progress writes it
 
 
 @contextmanager
