@@ -69,6 +69,7 @@ def evaluate_pretrained(
     from ponas.data import load_test_split, make_loader
     from ponas.files import atomic_write_text
     from ponas.network import load_weights, resolve_model
+    from ponas.profile import median_ms
     from ponas.train import evaluate, pick_device
 
     if clock not in CLOCKS:
@@ -142,16 +143,8 @@ def evaluate_pretrained(
     x = torch.randn(1, net.space.in_channels, input_size, input_size, device=device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     now = CLOCKS[clock] if device.type == "cpu" else time.perf_counter
-    times = []
     with torch.inference_mode():
-        for i in range(WARMUP + REPEATS):
-            start = now()
-            net(x)
-            sync()
-            if i >= WARMUP:
-                times.append((now() - start) * 1000.0)
-    times.sort()
-    latency = (times[(REPEATS - 1) // 2] + times[REPEATS // 2]) / 2
+        latency = median_ms(lambda: net(x), sync, WARMUP, REPEATS, now)
     log_file = Path(config["log_dir"]) / LOG_FILE if config.get("log_dir") else None
     result = {
         "model": model,
