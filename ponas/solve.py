@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
-from fractions import Fraction
 from threading import Lock
 from typing import Any
 
 import numpy as np
 
+from ponas.frontier import Bound, ExactCost, Frontier, Rows, build_frontier, exact_rows
+from ponas.selection import Infeasible, Selection, budgets_text, distinct_cost
 from ponas.table import COST_KINDS, AccuracyTable
-from ponas.units import WHAT, budget_name, format_budget, format_cost
+from ponas.units import WHAT, budget_name, format_budget
+
+__all__ = ["SCORE_SCALE", "Infeasible", "Selection", "pareto_frontier", "solve"]
 
 _BEAM = 256  # partial networks kept by the beam that looks for a good first network
 _CHUNK = 50_000  # partial networks expanded at once by the exact pass (bounds memory)
@@ -46,211 +48,8 @@ _QUICK = 500  # partial networks a first exact pass may keep before a tighter bo
 SCORE_SCALE = 2**43  # scores as integers: exact sums far inside int64, ties below ~1e-13
 
 
-class Infeasible(ValueError):
-    """No network in the table meets the budgets; the message gives the smallest reachable cost.
-
-    ``kind`` is the budget that cannot be met, ``budget`` its value and ``smallest`` the
-    smallest ``kind`` cost reachable (within the other budgets, when several were given).
-    """
-
-    def __init__(self, message: str, kind: str, budget: float, smallest: float) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.budget = budget
-        self.smallest = smallest
-
-
-@dataclass
-class Selection:
-    """A chosen network: one candidate per layer, its table score, loss and costs.
-
-    ``score`` is ``sum_l A[l][c_l]``, ``loss`` is ``sum_l (max A[l] - A[l][c_l])`` and
-    ``cost`` holds ``base + sum_l cost[l][c_l]`` for every cost kind of the table (integers
-    for MACs and params). ``indices`` are the chosen columns of the table. ``score_stderr``
-    is the score's standard error (:meth:`AccuracyTable.score_stderr`), ``None`` when the
-    table does not record the errors of all the chosen entries.
-    """
-
-    choices: list[str]
-    indices: list[int]
-    score: float
-    loss: float
-    cost: dict[str, float]
-    score_stderr: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"choices", "score", "score_stderr", "loss", "cost"}``: what ``ponas deploy
-        --json`` prints."""
-        return {
-            "choices": list(self.choices),
-            "score": self.score,
-            "score_stderr": self.score_stderr,
-            "loss": self.loss,
-            "cost": dict(self.cost),
-        }
-
-
-Rows = list[np.ndarray]  # one array per layer, one entry per allowed candidate
-
-
-def _rows(rows: list[list[int]]) -> Rows:
-    """Exact integers as int64 when every sum fits, else as Python ints (object arrays)."""
-    fits = sum(max(abs(v) for v in row) for row in rows) < 2**62
-    return [np.array(row, dtype=np.int64 if fits else object) for row in rows]
-
-
-class _Kind:
-    """One cost kind as exact integers: entry and base costs in units of ``1 / scale``."""
-
-    def __init__(
-        self, name: str, matrix: list[list[float | None]], base: float, cols: list[list[int]]
-    ) -> None:
-        values = [float(v) for row in matrix for v in row if v is not None] + [float(base)]
-        self.name = name
-        self.integral = all(v.is_integer() for v in values)
-        # the largest power-of-two denominator makes every float an exact integer
-        self.scale = 1 if self.integral else max(v.as_integer_ratio()[1] for v in values)
-        self.rows = [[self._exact(matrix[i][j]) for j in cl] for i, cl in enumerate(cols)]
-        self.arrays = _rows(self.rows)
-        self.base = self._exact(base)
-
-    def _exact(self, v: float) -> int:
-        if self.integral:
-            return int(v)
-        n, d = float(v).as_integer_ratio()
-        return n * (self.scale // d)
-
-    def report(self, total: int) -> int | float:
-        """The cost a user sees for an exact integer total (base included)."""
-        if self.integral:
-            return total
-        return total / self.scale  # int / int is correctly rounded, like math.fsum
-
-    def limit(self, budget: float) -> int | None:
-        """The largest exact total whose reported cost is ``<= budget`` (None: no limit)."""
-        if budget == math.inf:
-            return None
-        if self.integral:
-            return math.floor(budget)
-        # totals in (budget, next float up) still report as budget up to the midpoint
-        up = math.nextafter(budget, math.inf)
-        mid = (Fraction(budget) + Fraction(up)) / 2 * self.scale
-        if mid.denominator == 1:
-            n = int(mid)
-            return n if self.report(n) <= budget else n - 1
-        return math.floor(mid)
-
-
-@dataclass
-class _Frontier:
-    """Suffix Pareto frontiers of one objective and cost: level ``l`` covers layers l..L-1.
-
-    ``cost[l]`` ascends strictly and so does ``score[l]``; point ``p`` of level ``l`` takes
-    option ``cand[l][p]`` at layer ``l`` and continues with point ``child[l][p]`` of level
-    ``l + 1``. Level ``L`` is the empty suffix, one point (0, 0).
-    """
-
-    cost: list[np.ndarray]
-    score: list[np.ndarray]
-    cand: list[list[int]]
-    child: list[list[int]]
-
-    def best_within(self, level: int, limit: int) -> int:
-        """Index of the best point of ``level`` with cost <= limit, or -1."""
-        return int(np.searchsorted(self.cost[level], limit, side="right")) - 1
-
-    def options(self, level: int, p: int) -> list[int]:
-        out = []
-        for layer in range(level, len(self.cand)):
-            out.append(self.cand[layer][p])
-            p = self.child[layer][p]
-        return out
-
-
-def _build_frontier(
-    values: Rows,
-    costs: Rows,
-    ties: list[Rows] | None = None,
-    cap: list[int] | None = None,
-) -> _Frontier:
-    """Merge layers from the output side, keeping the (cost, value) non-dominated points.
-
-    ``ties`` (cost arrays per tie-break kind) decide between points of equal cost and value:
-    the lexicographically cheapest is kept. ``cap[l]`` drops level-``l`` points costlier
-    than that (when no partial network could use them).
-    """
-    num = len(values)
-    ties = ties or []
-    cost = np.zeros(1, dtype=costs[0].dtype)
-    score = np.zeros(1, dtype=values[0].dtype)
-    tie = [np.zeros(1, dtype=t[0].dtype) for t in ties]
-    levels_cost, levels_score = [cost], [score]
-    cands: list[list[int]] = []
-    childs: list[list[int]] = []
-    for layer in reversed(range(num)):
-        n = len(cost)
-        all_cost = (costs[layer][:, None] + cost[None, :]).ravel()
-        all_score = (values[layer][:, None] + score[None, :]).ravel()
-        all_tie = [
-            (t[layer][:, None] + tv[None, :]).ravel() for t, tv in zip(ties, tie, strict=True)
-        ]
-        idx = _non_dominated(all_cost, all_score, all_tie)
-        if cap is not None:
-            idx = idx[all_cost[idx] <= cap[layer]]
-        cost, score = all_cost[idx], all_score[idx]
-        tie = [t[idx] for t in all_tie]
-        cand, child = np.divmod(idx, max(n, 1))
-        levels_cost.append(cost)
-        levels_score.append(score)
-        cands.append(cand.tolist())
-        childs.append(child.tolist())
-    return _Frontier(levels_cost[::-1], levels_score[::-1], cands[::-1], childs[::-1])
-
-
-def _non_dominated(cost: np.ndarray, score: np.ndarray, ties: list[np.ndarray]) -> np.ndarray:
-    """Indices of the points no other point beats (cost <=, score >=), by ascending cost.
-
-    Of points with equal cost and score the one kept is the lexicographically smallest in
-    ``ties``, then the first. The input is a few runs already sorted by cost, which a stable
-    sort (timsort) merges in near-linear time: far faster than a lexsort on two keys.
-    """
-    if len(cost) == 0:
-        return np.zeros(0, dtype=np.intp)
-    order = np.argsort(cost, kind="stable")
-    c, s = cost[order], score[order]
-    new_group = np.ones(len(c), dtype=bool)
-    new_group[1:] = c[1:] != c[:-1]
-    starts = np.flatnonzero(new_group)
-    group_best = np.maximum.reduceat(s, starts)
-    good = np.ones(len(starts), dtype=bool)  # better than every cheaper group
-    good[1:] = group_best[1:] > np.maximum.accumulate(group_best)[:-1]
-    group = np.cumsum(new_group) - 1
-    at = np.flatnonzero((s == group_best[group]) & good[group])
-    at_group = group[at]
-    first = np.flatnonzero(np.r_[True, at_group[1:] != at_group[:-1]])
-    counts = np.diff(np.r_[first, len(at)])
-    out = order[at[first]]
-    if ties:
-        for g in np.flatnonzero(counts > 1):
-            members = order[at[first[g] : first[g] + counts[g]]]
-            keys = [members] + [t[members] for t in reversed(ties)]  # last key sorts first
-            out[g] = members[np.lexsort(keys)[0]]
-    return out
-
-
 class _TooMany(Exception):
     """A pass kept more partial networks than it was allowed to."""
-
-
-@dataclass
-class _Bound:
-    """An upper bound on what the remaining layers can add: the best value of a suffix
-    frontier whose cost (``sum_k weights[k] * cost_k``) fits ``sum_k weights[k] * remaining_k``.
-    One budget kind with weight 1, or a surrogate of several."""
-
-    frontier: _Frontier
-    weights: dict[str, int]
-    limit: int
 
 
 class _Problem:
@@ -265,11 +64,11 @@ class _Problem:
             [round(self.accuracy[i][j] * SCORE_SCALE) for j in cl] for i, cl in enumerate(self.cols)
         ]
         self.kinds = {
-            k: _Kind(k, table.cost[k], table.base_cost[k], self.cols) for k in table.cost_kinds
+            k: ExactCost(k, table.cost[k], table.base_cost[k], self.cols) for k in table.cost_kinds
         }
         self.lex = list(self.kinds)  # tie-break order: macs, params, latency_ms
         self._values: dict[str, tuple[list[list[int]], Rows]] = {}
-        self._frontiers: dict[tuple[str, str], _Frontier] = {}
+        self._frontiers: dict[tuple[str, str], Frontier] = {}
         self._lock = Lock()
 
     # ---- building blocks ----------------------------------------------------------------------
@@ -280,16 +79,16 @@ class _Problem:
                 rows = self.scores
             else:
                 rows = [[-c for c in row] for row in self.kinds[obj.removeprefix("min:")].rows]
-            self._values[obj] = (rows, _rows(rows))
+            self._values[obj] = (rows, exact_rows(rows))
         return self._values[obj]
 
-    def frontier(self, obj: str, kind: str) -> _Frontier:
+    def frontier(self, obj: str, kind: str) -> Frontier:
         """The suffix frontiers of ``obj`` against ``kind`` (built once, then cached)."""
         key = (obj, kind)
         with self._lock:
             if key not in self._frontiers:
                 ties = [self.kinds[k].arrays for k in self.lex] if obj == "score" else None
-                self._frontiers[key] = _build_frontier(
+                self._frontiers[key] = build_frontier(
                     self.objective(obj)[1], self.kinds[kind].arrays, ties
                 )
             return self._frontiers[key]
@@ -402,7 +201,7 @@ class _Problem:
             for k, lim in zip(kinds, limits, strict=True)
         ]
         bounds = [
-            _Bound(self.frontier(obj, k), {k: 1}, lim) for k, lim in zip(kinds, limits, strict=True)
+            Bound(self.frontier(obj, k), {k: 1}, lim) for k, lim in zip(kinds, limits, strict=True)
         ]
         max_suffix = [0] * (num + 1)
         for i in reversed(range(num)):
@@ -452,15 +251,15 @@ class _Problem:
             for row in combined_rows:
                 cap.append(limit - paid)
                 paid += min(row)
-            front = _build_frontier(values, _rows(combined_rows), cap=cap)
-            bounds.insert(0, _Bound(front, weights, limit))
+            front = build_frontier(values, exact_rows(combined_rows), cap=cap)
+            bounds.insert(0, Bound(front, weights, limit))
             best = improve(best)
         return self._forward(values, bounds, max_suffix, carried, tie, best, None)
 
     def _forward(
         self,
         values: Rows,
-        bounds: list[_Bound],
+        bounds: list[Bound],
         max_suffix: list[int],
         carried: list[str],
         tie: bool,
@@ -579,19 +378,6 @@ def _check_kind(table: AccuracyTable, kind: str) -> None:
         )
 
 
-def _budgets_text(kinds: list[str], budgets: dict[str, float]) -> str:
-    parts = [f"{budget_name(k)}={format_budget(budgets[k])}" for k in kinds]
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
-def _distinct_cost(kind: str, smallest: float, budget: float) -> str:
-    """``smallest`` for people, with every digit when three would print it as the budget."""
-    shown = format_cost(kind, smallest)
-    if shown == format_cost(kind, budget):
-        shown = format_cost(kind, smallest, precise=True)
-    return shown
-
-
 def _infeasible(
     prob: _Problem, kinds: list[str], budgets: dict[str, float], limits: dict[str, int]
 ) -> Infeasible:
@@ -604,7 +390,7 @@ def _infeasible(
             budget = budgets[kind]
             return Infeasible(
                 f"{budget_name(kind)}={format_budget(budget)} is below the smallest network "
-                f"in this space ({_distinct_cost(kind, smallest, budget)})",
+                f"in this space ({distinct_cost(kind, smallest, budget)})",
                 kind,
                 budget,
                 smallest,
@@ -621,10 +407,10 @@ def _infeasible(
             continue
         smallest = k.report(smallest_exact)
         budget = budgets[kind]
-        shown = _distinct_cost(kind, smallest, budget)
+        shown = distinct_cost(kind, smallest, budget)
         return Infeasible(
-            f"no network meets {_budgets_text(kinds[:p], budgets)} together: the smallest "
-            f"{WHAT[kind]} reachable within {_budgets_text(others, budgets)} is {shown}",
+            f"no network meets {budgets_text(kinds[:p], budgets)} together: the smallest "
+            f"{WHAT[kind]} reachable within {budgets_text(others, budgets)} is {shown}",
             kind,
             budget,
             smallest,
