@@ -1,14 +1,14 @@
-"""Checkpoint bundles, torch.export programs, ONNX, TorchScript (legacy) and model cards for a
-specialized network.
+"""A specialized network written for deployment, every file checked: the checkpoint bundle
+(``.pt``), the ``torch.export`` program (``.pt2``), ONNX, TorchScript (legacy) and the model
+card, into one folder (:func:`export_all`).
 
-A bundle (``.pt``) holds everything needed to rebuild and run the network with no other
-file: ``{"format": "ponas-bundle/1", "state_dict", "choices", "space" (full spec),
-"preprocessing": {"input_size", "mean", "std"}, "metrics", "cost", "versions"}``.
+Bundles live in :mod:`ponas.network.bundle`, the model card in :mod:`ponas.model_card`, weight
+layout conversion in :mod:`ponas.network.convert`; their names are re-exported here, where
+callers have always imported them from.
 """
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,82 +22,40 @@ from ponas.files import (
     MODEL_CARD_FILE,
     atomic_write,
     atomic_write_text,
-    load_file,
 )
-from ponas.network import LAYOUTS, Network, network_for_weights, to_layout
-from ponas.space import SearchSpace
-from ponas.units import format_budget, format_cost, format_count
+from ponas.model_card import model_card
+from ponas.network.bundle import (
+    BUNDLE_FORMAT,
+    BundleError,
+    is_bundle,
+    load_bundle,
+    read_bundle,
+    save_bundle,
+    versions,
+)
+from ponas.network.convert import convert_weights
+from ponas.network.model import Network
 
-BUNDLE_FORMAT = "ponas-bundle/1"
-
-
-class BundleError(ValueError):
-    """A file is not a loadable PONAS bundle."""
-
-
-def versions() -> dict[str, str]:
-    """Library versions recorded in tables and bundles."""
-    import torchvision
-
-    from ponas import __version__
-
-    return {
-        "ponas": __version__,
-        "torch": str(torch.__version__),
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def save_bundle(
-    path: str | Path,
-    model: Network,
-    metrics: dict[str, Any] | None = None,
-    cost: dict[str, float] | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Path:
-    """Write a self-contained checkpoint bundle for ``model``."""
-    space = model.space
-    bundle = {
-        "format": BUNDLE_FORMAT,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "choices": list(model.choices),
-        "space": space.to_dict(),
-        "preprocessing": {
-            "input_size": space.input_size,
-            "mean": list(space.mean),
-            "std": list(space.std),
-        },
-        "metrics": dict(metrics or {}),
-        "cost": dict(cost or {}),
-        "versions": versions(),
-        **(extra or {}),
-    }
-    return atomic_write(path, lambda tmp: torch.save(bundle, tmp))
-
-
-def is_bundle(obj: Any) -> bool:
-    return isinstance(obj, dict) and obj.get("format") == BUNDLE_FORMAT
-
-
-def read_bundle(path: str | Path) -> dict[str, Any]:
-    """Load a bundle's contents onto the CPU, whatever device it was saved from."""
-    path = Path(path)
-    obj = load_file(path, BundleError, " (expected a PONAS checkpoint bundle .pt)")
-    if not is_bundle(obj):
-        raise BundleError(
-            f"{path}: not a PONAS bundle (expected a dict with format {BUNDLE_FORMAT!r}; "
-            "plain weights go with --model PONASA|PONASB|PONASC and --pretrain)"
-        )
-    return obj
-
-
-def load_bundle(path: str | Path) -> tuple[Network, dict[str, Any]]:
-    """Rebuild the network of a bundle with its weights; returns ``(model, bundle)``."""
-    bundle = read_bundle(path)
-    model = Network(SearchSpace.from_dict(bundle["space"]), bundle["choices"])
-    model.load_state_dict(bundle["state_dict"])
-    return model.eval(), bundle
+__all__ = [
+    "BUNDLE_FORMAT",
+    "ONNX_OPSET",
+    "TOLERANCE",
+    "BundleError",
+    "ExportError",
+    "check_formats",
+    "convert_weights",
+    "export_all",
+    "export_onnx",
+    "export_program",
+    "export_torchscript",
+    "is_bundle",
+    "load_bundle",
+    "model_card",
+    "read_bundle",
+    "save_bundle",
+    "trace",
+    "versions",
+]
 
 
 class ExportError(ValueError):
@@ -238,72 +196,6 @@ def export_torchscript(path: str | Path, model: Network) -> Path:
         return atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
 
 
-def model_card(
-    model: Network,
-    metrics: dict[str, Any] | None = None,
-    cost: dict[str, float] | None = None,
-    predicted_score: float | None = None,
-    budgets: dict[str, float] | None = None,
-    title: str = "PONAS specialized network",
-) -> str:
-    """A short Markdown model card: architecture, costs, predicted score, measured accuracy."""
-    from ponas.cost import network_cost
-
-    space = model.space
-    metrics = dict(metrics or {})
-    computed = network_cost(space, model.choices)
-    cost = {"macs": computed.macs, "params": computed.params, **(cost or {})}
-    lines = [
-        f"# {title}",
-        "",
-        f"Searched with PONAS in the `{space.name}` space ({space.num_layers} layers, "
-        f"{len(space.candidates)} candidates per layer); input {space.in_channels}x"
-        f"{space.input_size}x{space.input_size}, {space.num_classes} classes.",
-        "",
-        "## Cost",
-        "",
-        f"- MACs: {format_count(cost['macs'])}",
-        f"- Parameters: {format_count(cost['params'])}",
-    ]
-    if "latency_ms" in cost:
-        lines.append(f"- Predicted latency: {format_cost('latency_ms', cost['latency_ms'])}")
-    if budgets:
-        shown = ", ".join(f"{k} <= {format_budget(v)}" for k, v in budgets.items())
-        lines.append(f"- Budgets: {shown}")
-    lines += ["", "## Accuracy", ""]
-    if predicted_score is not None:
-        lines.append(
-            f"- Predicted score (sum of table accuracies over layers): {predicted_score:.4f}"
-        )
-    for key, label in (("top1", "Top-1"), ("top5", "Top-5")):
-        if key in metrics:
-            lines.append(f"- Measured {label} on the test split: {100 * metrics[key]:.2f}%")
-    if "finetune_epochs" in metrics:
-        lines.append(
-            f"- Fine-tuned for {metrics['finetune_epochs']} epochs after inheriting weights"
-        )
-    lines += [
-        "",
-        "## Architecture",
-        "",
-        "| layer | block | in | out | stride |",
-        "|---:|---|---:|---:|---:|",
-    ]
-    for layer, name in zip(space.layers, model.choices, strict=True):
-        lines.append(
-            f"| {layer.index} | `{name}` | {layer.in_channels} | {layer.out_channels} | {layer.stride} |"
-        )
-    lines += [
-        "",
-        "## Preprocessing",
-        "",
-        f"Resize to {space.input_size}x{space.input_size}, scale to [0, 1], normalize with "
-        f"mean {list(space.mean)} and std {list(space.std)}.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def export_all(
     model: Network,
     out: str | Path,
@@ -350,24 +242,3 @@ def export_all(
     written["model_card"] = atomic_write_text(out / MODEL_CARD_FILE, card)
     say(f"wrote the model card: {written['model_card']}")
     return written
-
-
-def convert_weights(
-    src: str | Path, dst: str | Path, to: str, model: str | None = None
-) -> tuple[Network, Path]:
-    """Write the weights of ``src`` (a bundle, or a state dict in our layout or the reference's)
-    to ``dst`` in layout ``to``: ``"ponas"`` gives a bundle (what ``ponas evaluate`` and
-    ``ponas describe`` take), ``"reference"`` a plain state dict that the reference's
-    ``test.py`` loads. ``model`` names the network of a plain state dict (see
-    :func:`ponas.network.network_for_weights`). Returns ``(network, dst)``.
-    """
-    if to not in LAYOUTS:
-        raise ValueError(f"unknown weights layout {to!r}: expected {' or '.join(LAYOUTS)}")
-    try:
-        net, _ = load_bundle(src)
-    except BundleError:
-        net = network_for_weights(src, model)
-    if to == "ponas":
-        return net, save_bundle(dst, net)
-    state = to_layout(net, "reference")
-    return net, atomic_write(dst, lambda tmp: torch.save(state, tmp))

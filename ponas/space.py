@@ -8,12 +8,13 @@ API) as one short string, parsed and printed only here:
 
 A space is data: stem, a fixed first block, searchable layers given as stage rows
 ``[out_channels, repeats, first_stride]`` (as torchvision's MobileNetV2 table), the candidate
-set, head and training knobs. ``supernet.py`` and ``network.py`` walk it with one loop each.
+set, head and training knobs. ``supernet.py`` and ``network/model.py`` walk it with one loop each.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +27,26 @@ import yaml
 
 class SpaceError(ValueError):
     """A search space, candidate name or architecture is not valid."""
+
+
+def read_spec_file(path: str | Path, what: str, syntax: str) -> Any:
+    """The contents of the ``syntax`` (``"json"`` or ``"yaml"``) file ``path``, parsed; a
+    missing file or a parse error is a one-line SpaceError that starts with the path, e.g.
+    ``arch.json: no such architecture file`` for ``what="architecture"``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SpaceError(f"{path}: no such {what} file") from None
+    if syntax == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpaceError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML ({exc})") from None
 
 
 _CANDIDATE_RE = re.compile(r"^e(?P<e>[1-9][0-9]*)_k(?P<k>[1-9][0-9]*)(?P<se>_se)?$")
@@ -202,14 +223,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        try:
-            spec = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise SpaceError(f"{path}: no such search-space file") from None
-        except yaml.YAMLError as exc:
-            raise SpaceError(f"{path}: not valid YAML ({exc})") from None
-        return cls.from_dict(spec)
+        return cls.from_dict(read_spec_file(path, "search-space", "yaml"))
 
     def _validate(self) -> None:
         positive = {

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ponas.export import versions
+from ponas.network.bundle import versions
 from ponas.search.callbacks import SearchCallback, reporting_failures
 from ponas.search.checkpoint import latest_checkpoint, load_checkpoint, save_supernet, stage2_state
 from ponas.search.context import Context, make_context
