@@ -37,6 +37,11 @@ class RunFilter(filters.FilterSet):
         fields = ["status", "preset", "team"]
 
 
+# A question of a run's stored table answers 400 for a bad query, 404 for a run the user does
+# not see and 409 for one with no table yet.
+TABLE_ERRORS = {400: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR}
+
+
 class NoTable(APIException):
     """409: the run has no accuracy table (yet)."""
 
@@ -137,9 +142,7 @@ class RunViewSet(
         responses={
             (200, "application/json"): OpenApiTypes.OBJECT,
             (200, "text/csv"): OpenApiTypes.STR,
-            400: OpenApiTypes.OBJECT,
-            404: ERROR,
-            409: ERROR,
+            **TABLE_ERRORS,
         },
     )
     @action(detail=True, methods=["get"])
@@ -192,7 +195,7 @@ class RunViewSet(
 
     @extend_schema(
         parameters=[s.BudgetQuerySerializer],
-        responses={200: s.SelectionSerializer, 400: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR},
+        responses={200: s.SelectionSerializer, **TABLE_ERRORS},
     )
     @action(detail=True, methods=["get"])
     def preview(self, request, pk=None):
@@ -264,7 +267,7 @@ class RunViewSet(
 
     @extend_schema(
         parameters=[s.ParetoQuerySerializer],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR},
+        responses={200: OpenApiTypes.OBJECT, **TABLE_ERRORS},
     )
     @action(detail=True, methods=["get"])
     def pareto(self, request, pk=None):
