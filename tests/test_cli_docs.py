@@ -57,7 +57,7 @@ def test_readme_and_service_doc_list_the_same_formats():
 
 
 def test_the_server_default_formats_are_ponas_s():
-    serializers = (ROOT / "webapp" / "runs" / "serializers.py").read_text()
+    serializers = (ROOT / "webapp" / "runs" / "serializers" / "deployments.py").read_text()
     assert "from ponas.files import DEFAULT_FORMATS" in serializers
 
 

@@ -10,6 +10,7 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from django.views.defaults import bad_request as django_bad_request
 from django.views.defaults import page_not_found
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import PageNumberPagination
@@ -78,6 +79,9 @@ def exception_handler(exc, context):
 ERROR = OpenApiResponse(
     {"type": "object", "properties": {"error": {"type": "string"}}}, description="error"
 )
+
+# A list answers 400 for a bad filter value and 404 for a page past the end.
+LIST_ERRORS = {400: OpenApiTypes.OBJECT, 404: ERROR}
 
 
 class Pagination(PageNumberPagination):

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from tests.web.helpers import client_for
 from webapp.api import MAX_MESSAGE
 from webapp.parsers import MAX_JSON_DEPTH
-from webapp.runs.serializers import _storable_number
+from webapp.runs.serializers import storable_number
 
 pytestmark = pytest.mark.django_db
 
@@ -132,8 +132,8 @@ def test_numbers_are_checked_however_deep_they_nest():
     deep: object = 2**60
     for _ in range(5000):  # deeper than Python recurses
         deep = [{"a": deep}]
-    assert _storable_number(deep) is False
-    assert _storable_number([[1.5, {"x": [2]}], True]) is True
+    assert storable_number(deep) is False
+    assert storable_number([[1.5, {"x": [2]}], True]) is True
 
 
 @pytest.mark.parametrize("path", ["/api/runs/", "/api/deployments/", "/api/auth/token/"])

@@ -1,5 +1,6 @@
 """The state changes of runs and deployments: what a user (through a page or the API) and
-the watchdog may do to them. Views and viewsets validate, call one of these and serialize.
+the watchdog may do to them. Views and viewsets validate, call one of these and serialize;
+the choice of a deployment's network (the solver on the run's table) is made here too.
 
 Each transition is a conditional UPDATE on the status it starts from, so two requests (or a
 request and a worker) that race cannot both win. Work goes to the workers as Celery tasks sent
@@ -18,6 +19,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from ponas.solve import Infeasible, Selection, solve
+from ponas.table import AccuracyTable
 from webapp.celery import app
 from webapp.runs.leases import holder_alive
 from webapp.runs.models import (
@@ -30,6 +33,7 @@ from webapp.runs.models import (
     SearchRun,
     Status,
 )
+from webapp.runs.tables import accuracy_table
 
 # Task names, as tasks/ registers them (``@shared_task(name=...)``).
 RUN_SEARCH = "tasks.search.run_search"
@@ -47,6 +51,26 @@ class QuotaExceeded(Exception):
     """The user already has as much work queued or running as they may (the API answers 429)."""
 
 
+class Refused(Exception):
+    """Input this change cannot act on, blamed on one of its fields: the API answers 400
+    ``{field: [message]}``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def no_table(run: SearchRun, then: str) -> str:
+    """Why work that needs ``run``'s accuracy table cannot start yet; ``then``: what would."""
+    return f"run {run.pk} has no accuracy table yet (status {run.status}); {then}"
+
+
+def require_table(run: SearchRun, then: str) -> None:
+    """Refuse (409) work on ``run`` that needs its accuracy table before it has one."""
+    if not run.has_table:
+        raise Conflict(no_table(run, then))
+
+
 def check_quota(owner, active, limit: int, what: tuple[str, str]) -> None:
     """Refuse more work of ``owner`` when ``active`` (their queued or running runs or builds)
     already counts ``limit`` (``what``: how to name one and several). Called inside the transaction that queues the work: the owner's
@@ -58,6 +82,12 @@ def check_quota(owner, active, limit: int, what: tuple[str, str]) -> None:
             f"you have {count} {what[count != 1]}, the most this server allows one user ({limit}); "
             "wait for one to finish or cancel one"
         )
+
+
+def check_requested_quota(user, model, limit: int, what: tuple[str, str]) -> None:
+    """:func:`check_quota` of the ``model`` rows (builds, profiles, audits) ``user`` asked
+    for that are queued or running."""
+    check_quota(user, model.objects.filter(requested_by=user, status__in=ACTIVE), limit, what)
 
 
 RUNS = ("run queued or running", "runs queued or running")
@@ -209,6 +239,39 @@ def work_queue(user, run: SearchRun) -> str:
     return settings.PONAS_USER_QUEUES[0]
 
 
+def check_profile(run: SearchRun, profile: DeviceProfile | None) -> None:
+    """A profile given with a run must be one of that run's (:class:`Refused` otherwise)."""
+    if profile is not None and profile.run_id != run.pk:
+        raise Refused(
+            "profile", f"device profile {profile.pk} is of run {profile.run_id}, not {run.pk}"
+        )
+
+
+def select(table: AccuracyTable, budgets: dict[str, float]) -> Selection:
+    """The most accurate network of ``table`` within ``budgets`` (``ponas.solve``); a budget
+    that cannot be met, or one on a cost the table lacks (latency), is :class:`Refused` on
+    its ``max_`` field."""
+    try:
+        return solve(table, budgets)
+    except Infeasible as exc:
+        raise Refused(f"max_{exc.kind}", str(exc)) from None
+    except ValueError as exc:  # a cost kind this table does not have (latency)
+        kind = next((k for k in budgets if k not in table.cost), None)
+        raise Refused(f"max_{kind}" if kind else "run", str(exc)) from None
+
+
+def choose_network(
+    run: SearchRun, profile: DeviceProfile | None, budgets: dict[str, float]
+) -> Selection:
+    """The network a deployment of ``run`` within ``budgets`` builds (latency: ``profile``'s,
+    one of the run's): :class:`Refused` on ``run`` while it has no table, on ``profile`` for
+    another run's, on a ``max_`` field for a budget nothing meets."""
+    if not run.has_table:
+        raise Refused("run", no_table(run, "deploy from a succeeded run"))
+    check_profile(run, profile)
+    return select(accuracy_table(run, profile), budgets)
+
+
 @transaction.atomic
 def start_deployment(user, **fields: Any) -> Deployment:
     """Store a validated deployment (run, budgets, the chosen network, formats) that ``user``
@@ -218,8 +281,7 @@ def start_deployment(user, **fields: Any) -> Deployment:
     run = SearchRun.objects.select_for_update().filter(pk=fields["run"].pk).first()
     if run is None:
         raise Conflict(f"run {fields['run'].pk} was deleted")
-    active = Deployment.objects.filter(requested_by=user, status__in=ACTIVE)
-    check_quota(user, active, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, BUILDS)
+    check_requested_quota(user, Deployment, settings.PONAS_MAX_ACTIVE_DEPLOYMENTS, BUILDS)
     queue = work_queue(user, run)
     deployment = Deployment.objects.create(requested_by=user, queue=queue, **fields)
     send_build(deployment.pk, deployment.queue)
@@ -236,13 +298,8 @@ def start_profile(run: SearchRun, queue: str, user) -> DeviceProfile:
     device and stores it, named by the device (within ``user``'s quota of profiles being
     measured)."""
     run = SearchRun.objects.select_for_update().filter(pk=run.pk).first() or run
-    if not run.has_table:
-        raise Conflict(
-            f"run {run.pk} has no accuracy table yet (status {run.status}); profile the "
-            "latency of a succeeded run"
-        )
-    active = DeviceProfile.objects.filter(requested_by=user, status__in=ACTIVE)
-    check_quota(user, active, settings.PONAS_MAX_ACTIVE_PROFILES, PROFILES)
+    require_table(run, "profile the latency of a succeeded run")
+    check_requested_quota(user, DeviceProfile, settings.PONAS_MAX_ACTIVE_PROFILES, PROFILES)
     profile = DeviceProfile.objects.create(run=run, queue=queue, requested_by=user)
     send_profile(profile.pk, queue)
     return profile
@@ -290,13 +347,8 @@ def start_audit(run: SearchRun, user, plan, **fields: Any) -> Audit:
     locked = SearchRun.objects.select_for_update().filter(pk=run.pk).first()
     if locked is None:
         raise Conflict(f"run {run.pk} was deleted")
-    if not locked.has_table:
-        raise Conflict(
-            f"run {run.pk} has no accuracy table yet (status {locked.status}); audit a "
-            "succeeded run"
-        )
-    active = Audit.objects.filter(requested_by=user, status__in=ACTIVE)
-    check_quota(user, active, settings.PONAS_MAX_ACTIVE_AUDITS, AUDITS)
+    require_table(locked, "audit a succeeded run")
+    check_requested_quota(user, Audit, settings.PONAS_MAX_ACTIVE_AUDITS, AUDITS)
     audit = Audit.objects.create(
         run=locked, requested_by=user, pools=plan.pools, total=len(plan.trainings), **fields
     )
