@@ -34,7 +34,7 @@ from ponas.data.registry import load_dataset, load_test_split
 from ponas.data.shapes import SHAPES_CLASSES, generate_shapes
 from ponas.data.splits import DataSplits, split, stratified_subset, subset, targets
 from ponas.data.tensor import TensorImageDataset
-from ponas.data.transforms import Augment, RandomCropFlip
+from ponas.data.transforms import Augment, InputSpec, RandomCropFlip
 from ponas.train import epoch_seed as epoch_seed
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "DataSplits",
     "DatasetError",
     "ImageFolderSplit",
+    "InputSpec",
     "RandomCropFlip",
     "TensorImageDataset",
     "generate_shapes",

@@ -13,7 +13,7 @@ import torch
 from ponas.data.errors import DatasetError, one_line
 from ponas.data.splits import DataSplits
 from ponas.data.tensor import TensorImageDataset, holdout_splits
-from ponas.data.transforms import RandomCropFlip
+from ponas.data.transforms import InputSpec, RandomCropFlip
 
 __all__ = ["CIFAR10_CLASSES", "load_cifar10"]
 
@@ -113,14 +113,7 @@ def _cifar_folder(root: Path) -> tuple[Path, list[Path]]:
     )
 
 
-def load_cifar10(
-    root: Path,
-    input_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    val_size: int | float,
-    seed: int,
-) -> DataSplits:
+def load_cifar10(root: Path, spec: InputSpec, val_size: int | float, seed: int) -> DataSplits:
     """The CIFAR-10 splits of the batches in ``root`` (or ``root/cifar-10-batches-py``),
     validation held out of the training batches by ``seed``."""
     folder, batch_paths = _cifar_folder(root)
@@ -132,9 +125,9 @@ def load_cifar10(
     # Kept as uint8 at 32x32 (150 MB for the full set); resizing happens per batch.
     train_x = torch.from_numpy(train_data).reshape(-1, 3, 32, 32)
     test_x = torch.from_numpy(test_data).reshape(-1, 3, 32, 32)
-    common = dict(input_size=input_size, mean=mean, std=std, classes=CIFAR10_CLASSES)
+    common = dict(**spec.normalization(), classes=CIFAR10_CLASSES)
     # RandomCrop(32, padding=4) + flip, the padding scaled with the image when resized.
-    augment = RandomCropFlip(padding=max(1, round(4 * input_size / 32)), flip=True)
+    augment = RandomCropFlip(padding=max(1, round(4 * spec.input_size / 32)), flip=True)
     return holdout_splits(
         TensorImageDataset(train_x, torch.from_numpy(train_labels), **common),
         TensorImageDataset(test_x, torch.from_numpy(test_labels), **common),

@@ -13,24 +13,19 @@ import torch.nn.functional as F
 from ponas.catalog import DIGITS_TEST_FRACTION, DIGITS_TEST_SEED
 from ponas.data.splits import DataSplits, split
 from ponas.data.tensor import TensorImageDataset, holdout_splits
-from ponas.data.transforms import RandomCropFlip
+from ponas.data.transforms import InputSpec, RandomCropFlip
 
 __all__ = ["DIGITS_CLASSES", "load_digits"]
 
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
 
 
-def load_digits(
-    input_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    val_size: int | float,
-    seed: int,
-) -> DataSplits:
+def load_digits(spec: InputSpec, val_size: int | float, seed: int) -> DataSplits:
     """The ``digits`` splits (validation held out by ``seed``); what
     :func:`~ponas.data.registry.load_dataset` returns for it."""
     from sklearn.datasets import load_digits as bundled  # lazy: scikit-learn is slow to import
 
+    input_size = spec.input_size
     bunch = bundled()
     # Values are 0..16; upscale once here (bilinear, align_corners=False) since the whole set
     # is small; resizing in TensorImageDataset is then a no-op per batch.
@@ -42,9 +37,7 @@ def load_digits(
     labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
     n = labels.numel()
     trainval, test_idx = split(n, round(DIGITS_TEST_FRACTION * n), DIGITS_TEST_SEED)
-    base = TensorImageDataset(
-        images, labels, input_size=input_size, mean=mean, std=std, classes=DIGITS_CLASSES
-    )
+    base = TensorImageDataset(images, labels, **spec.normalization(), classes=DIGITS_CLASSES)
     # 1-2 pixel shifts: about a quarter of an original 8x8 pixel at 16x16.
     augment = RandomCropFlip(padding=1 if input_size < 16 else 2, flip=False)
     return holdout_splits(

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from ponas.catalog import val_count
 from ponas.data.errors import DatasetError, one_line
 from ponas.data.splits import DataSplits, split
-from ponas.data.transforms import image_eval_transform, image_train_transform
+from ponas.data.transforms import InputSpec, image_eval_transform, image_train_transform
 
 __all__ = ["ImageFolderSplit", "load_imagefolder", "load_imagefolder_test"]
 
@@ -115,14 +115,7 @@ def _test_dir(root: Path) -> Path | None:
     return next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
 
 
-def load_imagefolder(
-    root: Path,
-    input_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    val_size: int | float,
-    seed: int,
-) -> DataSplits:
+def load_imagefolder(root: Path, spec: InputSpec, val_size: int | float, seed: int) -> DataSplits:
     """The splits of the image folder ``root``: validation held out of ``train/`` by ``seed``,
     the test split from ``val/`` (else ``test/``)."""
     if not root.is_dir():
@@ -134,7 +127,7 @@ def load_imagefolder(
     test_dir = _test_dir(root)
     if test_dir is None:
         raise DatasetError(f"{root}: no val/ or test/ folder; {_EXPECTED}")
-    mode = _image_mode(root, mean)
+    mode = _image_mode(root, spec.mean)
     train_folder = _image_folder(root / "train", mode)
     test_folder = _image_folder(test_dir, mode)
     if train_folder.classes != test_folder.classes:
@@ -144,8 +137,8 @@ def load_imagefolder(
             f"{root}: the class folders of train/ and {test_dir.name}/ differ (only in train: "
             f"{only_train}, only in {test_dir.name}: {only_test}); expected the same classes"
         )
-    train_tf = image_train_transform(input_size, mean, std)
-    eval_tf = image_eval_transform(input_size, mean, std)
+    train_tf = image_train_transform(spec)
+    eval_tf = image_eval_transform(spec)
     k = val_count(val_size, len(train_folder.samples), str(root / "train"))
     train_idx, val_idx = split(len(train_folder.samples), k, seed)
     train_idx, val_idx = train_idx.tolist(), val_idx.tolist()
@@ -154,16 +147,14 @@ def load_imagefolder(
         val=ImageFolderSplit(train_folder, val_idx, eval_tf),
         test=ImageFolderSplit(test_folder, None, eval_tf),
         num_classes=len(train_folder.classes),
-        in_channels=len(mean),
-        input_size=input_size,
+        in_channels=len(spec.mean),
+        input_size=spec.input_size,
         train_eval=ImageFolderSplit(train_folder, train_idx, eval_tf),
         classes=tuple(train_folder.classes),
     )
 
 
-def load_imagefolder_test(
-    root: Path, input_size: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> tuple[ImageFolderSplit, int]:
+def load_imagefolder_test(root: Path, spec: InputSpec) -> tuple[ImageFolderSplit, int]:
     """Only what evaluation reads: ``(test split, number of classes)`` of ``root``'s ``val/``
     (else ``test/``); no ``train/`` needed."""
     test_dir = _test_dir(root)
@@ -172,6 +163,6 @@ def load_imagefolder_test(
             f"{root}: no val/ or test/ folder; expected a folder with val/ or test/ "
             "(ImageNet-style class subfolders)"
         )
-    folder = _image_folder(test_dir, _image_mode(root, mean))
-    transform = image_eval_transform(input_size, mean, std)
+    folder = _image_folder(test_dir, _image_mode(root, spec.mean))
+    transform = image_eval_transform(spec)
     return ImageFolderSplit(folder, None, transform), len(folder.classes)

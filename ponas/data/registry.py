@@ -20,6 +20,7 @@ from ponas.data.digits import load_digits
 from ponas.data.folder import load_imagefolder, load_imagefolder_test
 from ponas.data.shapes import load_shapes
 from ponas.data.splits import DataSplits
+from ponas.data.transforms import InputSpec
 
 __all__ = ["load_dataset", "load_test_split"]
 
@@ -68,11 +69,11 @@ def load_dataset(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise DatasetError(f"{where}: seed must be an int, got {seed!r}")
     if key in _IN_MEMORY:
-        return _IN_MEMORY[key](input_size, m, s, val_size, int(seed))
+        return _IN_MEMORY[key](InputSpec(input_size, m, s), val_size, int(seed))
     load, what = _FROM_FOLDER[key]
     if root is None:
         raise DatasetError(f"{key}: no root given; expected {what}")
-    return load(Path(root).expanduser(), input_size, m, s, val_size, int(seed))
+    return load(Path(root).expanduser(), InputSpec(input_size, m, s), val_size, int(seed))
 
 
 def load_test_split(
@@ -98,7 +99,7 @@ def load_test_split(
     root = Path(root).expanduser()
     input_size = _check_input_size(input_size, str(root))
     m, s = _check_normalization(mean, std, None, str(root))
-    return load_imagefolder_test(root, input_size, m, s)
+    return load_imagefolder_test(root, InputSpec(input_size, m, s))
 
 
 def _check_normalization(

@@ -22,7 +22,7 @@ import torch
 from ponas.catalog import SHAPES_TEST, SHAPES_TRAIN
 from ponas.data.splits import DataSplits
 from ponas.data.tensor import TensorImageDataset, holdout_splits
-from ponas.data.transforms import RandomCropFlip
+from ponas.data.transforms import InputSpec, RandomCropFlip
 
 __all__ = ["SHAPES_CLASSES", "generate_shapes", "load_shapes"]
 
@@ -116,18 +116,12 @@ def generate_shapes(n: int, seed: int, size: int = SHAPES_SIZE) -> tuple[np.ndar
     return np.clip(image, 0, 1).astype(np.float32), labels.astype(np.int64)
 
 
-def load_shapes(
-    input_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    val_size: int | float,
-    seed: int,
-) -> DataSplits:
+def load_shapes(spec: InputSpec, val_size: int | float, seed: int) -> DataSplits:
     """The ``shapes`` splits: 10,000 training images (validation held out by ``seed``) and
     4,000 test images, all generated here; what :func:`ponas.data.load_dataset` returns."""
     train_x, train_y = generate_shapes(SHAPES_TRAIN, SHAPES_SEED)
     test_x, test_y = generate_shapes(SHAPES_TEST, SHAPES_TEST_SEED)
-    common = dict(input_size=input_size, mean=mean, std=std, classes=SHAPES_CLASSES)
+    common = dict(**spec.normalization(), classes=SHAPES_CLASSES)
     return holdout_splits(
         TensorImageDataset(
             torch.from_numpy(train_x).unsqueeze(1), torch.from_numpy(train_y), **common

@@ -4,13 +4,36 @@ per-image torchvision pipelines (train and evaluation) for image folders."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Augment", "RandomCropFlip", "image_eval_transform", "image_train_transform", "resize"]
+__all__ = [
+    "Augment",
+    "InputSpec",
+    "RandomCropFlip",
+    "image_eval_transform",
+    "image_train_transform",
+    "resize",
+]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network is fed: images ``input_size`` x ``input_size``, normalized per channel
+    with ``mean`` and ``std`` (checked by :func:`~ponas.data.registry.load_dataset`)."""
+
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def normalization(self) -> dict[str, Any]:
+        """``input_size``, ``mean`` and ``std`` as :class:`TensorImageDataset` takes them."""
+        return {"input_size": self.input_size, "mean": self.mean, "std": self.std}
+
 
 # Augmentation callables take an unnormalized NCHW batch (uint8, or float in [0, 1]) and the
 # loader's generator, and return a batch of the same dtype.
@@ -66,22 +89,23 @@ def resize(x: Tensor, size: int) -> Tensor:
     )
 
 
-def image_train_transform(input_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+def image_train_transform(spec: InputSpec) -> Any:
     """The reference's training preprocessing of one image: random resized crop, flip, normalize."""
     from torchvision import transforms as T  # lazy: torchvision is slow to import
 
-    return _then_normalize([T.RandomResizedCrop(input_size), T.RandomHorizontalFlip()], mean, std)
+    return _then_normalize([T.RandomResizedCrop(spec.input_size), T.RandomHorizontalFlip()], spec)
 
 
-def image_eval_transform(input_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
+def image_eval_transform(spec: InputSpec) -> Any:
     """The reference's evaluation preprocessing: resize to size / 0.875, center crop, normalize."""
     from torchvision import transforms as T
 
-    return _then_normalize([T.Resize(int(input_size / 0.875)), T.CenterCrop(input_size)], mean, std)
+    size = spec.input_size
+    return _then_normalize([T.Resize(int(size / 0.875)), T.CenterCrop(size)], spec)
 
 
-def _then_normalize(steps: list, mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
-    """``steps`` on the PIL image, then to a float tensor normalized with ``mean``/``std``."""
+def _then_normalize(steps: list, spec: InputSpec) -> Any:
+    """``steps`` on the PIL image, then to a float tensor normalized with the spec's mean/std."""
     from torchvision import transforms as T
 
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(spec.mean, spec.std)])
