@@ -76,8 +76,8 @@ def _describe_model(spec: str) -> Any:
     if Path(spec).suffix not in (".pt", ".pth"):
         return resolve_model(spec)[0]
     _torch_file(spec, "--model ")
-    from ponas.files import load_file
     from ponas.search.checkpoint import SUPERNET_FORMAT
+    from ponas.tensor_files import load_file
 
     obj = load_file(spec)
     if isinstance(obj, dict) and obj.get("format") == SUPERNET_FORMAT:

@@ -4,11 +4,9 @@ writes (one definition each; the web app and the workers import them from here).
 from __future__ import annotations
 
 import os
-import pickle
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 # what a search writes into its output folder
 TABLE_FILE = "table.json"
@@ -60,29 +58,3 @@ def atomic_write(path: str | Path, write: Callable[[str], object], mode: int = 0
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def load_file(path: str | Path, error: type[ValueError] = ValueError, expected: str = "") -> Any:
-    """``torch.load`` of tensors and plain data onto the CPU, whatever device saved them.
-
-    Only tensors and plain Python values are unpickled (``weights_only=True``): checkpoints,
-    supernets and candidate results live in a store several workers share, and a file planted
-    there must not run code on the worker that reads it. A missing, unreadable or refused file
-    raises ``error`` with one line that starts with its path (``expected`` follows "no such
-    file").
-    """
-    import torch  # here, not above: the web app imports this module's names without torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise error(f"{path}: no such file{expected}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise error(
-            f"{path}: refused: it holds Python objects other than tensors and plain data, "
-            "which could run code when loaded; only files written by ponas are read"
-        ) from None
-    except Exception as exc:  # torch raises many types for a corrupt or foreign file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise error(f"{path}: not a readable PyTorch checkpoint ({first})") from None

@@ -13,9 +13,10 @@ from typing import Any
 
 import torch
 
-from ponas.files import atomic_write, load_file
+from ponas.files import atomic_write
 from ponas.network.model import Network
 from ponas.space import SearchSpace
+from ponas.tensor_files import load_file
 
 BUNDLE_FORMAT = "ponas-bundle/1"
 

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ponas.blocks import MBConv, SqueezeExcite
-from ponas.files import load_file
 from ponas.network.model import Network
+from ponas.tensor_files import load_file
 
 
 class WeightsError(ValueError):

@@ -13,10 +13,11 @@ from typing import Any
 
 import torch
 
-from ponas.files import atomic_write, load_file
+from ponas.files import atomic_write
 from ponas.search.config import SearchConfig
 from ponas.space import SearchSpace
 from ponas.supernet import Supernet
+from ponas.tensor_files import load_file
 
 CHECKPOINT_FORMAT = "ponas-checkpoint/1"
 SUPERNET_FORMAT = "ponas-supernet/1"

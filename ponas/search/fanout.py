@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ponas.files import atomic_write, load_file
+from ponas.files import atomic_write
 from ponas.search.callbacks import SearchCallback
 from ponas.search.checkpoint import load_checkpoint, save_checkpoint, stage2_state
 from ponas.search.config import SearchConfig
@@ -28,6 +28,7 @@ from ponas.search.stage2 import (
 )
 from ponas.space import SearchSpace
 from ponas.supernet import Supernet
+from ponas.tensor_files import load_file
 
 
 @dataclass
