@@ -1,6 +1,6 @@
 """The datasets ponas knows, as plain data and rules: names, channels, split sizes, the
 validation split's size. The web server validates and plans a search with these without
-importing torch (``ponas.data`` and ``ponas.synthetic``, which load the images, need it)."""
+importing torch (the loaders of ``ponas.data``, which read the images, need it)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ DATASET_CHANNELS = {"digits": 1, "shapes": 1, "cifar10": 3}
 DIGITS_TEST_SEED = 12345
 DIGITS_TEST_FRACTION = 0.2
 
-# the generated ``shapes`` set (ponas.synthetic): images in train + validation, and in test
+# the generated ``shapes`` set (ponas.data.shapes): images in train + validation, and in test
 SHAPES_TRAIN = 10_000
 SHAPES_TEST = 4_000
 
