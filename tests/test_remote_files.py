@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from ponas import remote
+from ponas.cli.remote import download_destination
 from ponas.remote import RemoteError, Session
-from ponas.remote_commands import _download_destination
 
 
 def test_token_file_is_created_readable_by_its_owner_only(tmp_path, monkeypatch):
@@ -24,12 +24,12 @@ def test_token_file_is_created_readable_by_its_owner_only(tmp_path, monkeypatch)
 
 def test_server_cannot_choose_where_a_download_is_written(tmp_path):
     with pytest.raises(RemoteError) as exc:
-        _download_destination(tmp_path, "/../../escaped.sh")
+        download_destination(tmp_path, "/../../escaped.sh")
     assert str(exc.value) == (
         "the server offered an unknown format '/../../escaped.sh'; "
         "known: onnx, pt, pt2, torchscript"
     )
-    assert _download_destination(tmp_path, "onnx") == tmp_path / "model.onnx"
+    assert download_destination(tmp_path, "onnx") == tmp_path / "model.onnx"
 
 
 def test_download_into_a_folder_whose_file_is_a_link_outside_is_refused(tmp_path):
@@ -37,4 +37,4 @@ def test_download_into_a_folder_whose_file_is_a_link_outside_is_refused(tmp_path
     folder.mkdir()
     (folder / "model.pt").symlink_to(tmp_path / "elsewhere.pt")
     with pytest.raises(RemoteError, match="is not inside --download"):
-        _download_destination(Path(folder), "pt")
+        download_destination(Path(folder), "pt")

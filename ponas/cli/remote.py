@@ -11,14 +11,21 @@ import getpass
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ponas.cli import CommandError, _set_options
-from ponas.files import DEFAULT_FORMATS, FILENAMES, FORMATS, atomic_write_text
+from ponas.cli.common import EXIT_FAILED, CommandError, format_list, set_options
+from ponas.cli.flags import add_budget_flags, add_build_flags, add_json_flag, add_set_flag
+from ponas.cli.remote_wait import (
+    ended,
+    stopped_waiting,
+    wait_for_audit,
+    wait_for_deployment,
+    wait_for_run,
+)
+from ponas.files import FILENAMES, atomic_write_text
 from ponas.remote import (
     Client,
     NotSignedIn,
@@ -30,10 +37,6 @@ from ponas.remote import (
 )
 from ponas.units import format_cost
 
-EXIT_FAILED = 1  # the run or build ended failed or cancelled
-EXIT_INTERRUPTED = 130
-ACTIVE = ("queued", "running")  # the API's status values of work not finished yet
-POLL_SECONDS = 1.0
 USERNAME_ENV, PASSWORD_ENV = "PONAS_USERNAME", "PONAS_PASSWORD"
 
 
@@ -41,15 +44,11 @@ def _client() -> Client:
     return Client.from_config()
 
 
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def _when(text: str | None) -> str:
     """An API time in the local time zone, to the minute."""
     if not text:
         return "-"
-    return _time(text).astimezone().strftime("%Y-%m-%d %H:%M")
+    return datetime.fromisoformat(text).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 # ---- login, logout --------------------------------------------------------------------------
@@ -84,19 +83,6 @@ def cmd_login(args: argparse.Namespace) -> int:
     expires = f", expires {_when(session.expiry)}" if session.expiry else ""
     print(f"signed in to {session.url} as {username} (token saved in {path}{expires})")
     return 0
-
-
-def _download_destination(folder: Path, fmt: str) -> Path:
-    """Where format ``fmt`` of a deployment is written: only a known format's file name, and
-    only inside ``folder`` (the format comes from the server's answer, which must not choose
-    where a file lands: ``"/../../x"`` would escape)."""
-    if fmt not in FILENAMES:
-        known = ", ".join(sorted(FILENAMES))
-        raise RemoteError(f"the server offered an unknown format {fmt[:40]!r}; known: {known}")
-    dest = folder / FILENAMES[fmt]
-    if not dest.resolve().is_relative_to(folder.resolve()):
-        raise RemoteError(f"{dest} is not inside --download {folder}")
-    return dest
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
@@ -171,102 +157,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bar_text(run: Mapping[str, Any]) -> tuple[str, str]:
-    """What the bar says of a run: the stage (and layer), and where it waits, if it does."""
-    desc = f"run {run['id']} {run['status']}"
-    if run["status"] == "running":
-        desc = f"run {run['id']} {run['stage']}"
-        if run.get("stage") == "stage2" and run.get("current_layer") is not None:
-            desc += f" layer {run['current_layer']}"
-    waiting = run.get("waiting") or {}
-    return desc, waiting.get("message", "")
-
-
-def _epoch_line(point: Mapping[str, Any]) -> str:
-    values = point.get("values") or {}
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if isinstance(v, int | float))
-    return f"epoch {point['step']}: {shown}"
-
-
-class _Lines:
-    """Off a terminal (a log, CI) a wait prints whole lines when what it shows changes,
-    where a tqdm bar would write ``\r`` frames."""
-
-    def __init__(self) -> None:
-        from ponas.progress import is_terminal
-
-        self.off = not is_terminal(sys.stderr)
-        self.last = ""
-
-    def show(self, text: str) -> None:
-        if self.off and text != self.last:
-            print(text, file=sys.stderr, flush=True)
-            self.last = text
-
-
-def wait_for_run(client: Client, run_id: int) -> dict[str, Any]:
-    """Poll the run until it is no longer queued or running, with a progress bar (stderr)
-    driven by its progress and a line per epoch of stage 1; the run's final detail."""
-    from tqdm import tqdm
-
-    lines = _Lines()
-    bar = tqdm(
-        total=100,
-        desc=f"run {run_id}",
-        file=sys.stderr,
-        dynamic_ncols=True,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
-        disable=lines.off,
-    )
-    since = None
-    try:
-        while True:
-            run = client.run(run_id, since=since)
-            for point in run.get("metrics") or []:
-                if point["kind"] == "epoch":
-                    bar.write(_epoch_line(point), file=sys.stderr)
-                    if since is None or _time(point["time"]) > _time(since):
-                        since = point["time"]
-            desc, waiting = _bar_text(run)
-            bar.set_description_str(desc, refresh=False)
-            bar.set_postfix_str(waiting, refresh=False)
-            bar.n = round(100 * run["progress"], 1)
-            bar.refresh()
-            tenth = 10 * int(bar.n // 10)  # a line per stage, wait and tenth of the way
-            lines.show(f"{desc}: {tenth}%" + (f" ({waiting})" if waiting else ""))
-            if run["status"] not in ACTIVE:
-                return run
-            time.sleep(POLL_SECONDS)
-    finally:
-        bar.close()
-
-
-def _report_run(run: Mapping[str, Any]) -> int:
-    """The final state as one line; the exit status it means."""
-    if run["status"] == "succeeded":
-        print(f"run {run['id']} succeeded: path {' '.join(run.get('path') or [])}")
-        return 0
-    reason = f": {run['error']}" if run.get("error") else ""
-    print(f"run {run['id']} {run['status']}{reason}")
-    return EXIT_FAILED
-
-
 def _watch_run(client: Client, run_id: int) -> int:
+    """Wait for the run; its final state as one line, and the exit status it means."""
     try:
         run = wait_for_run(client, run_id)
     except KeyboardInterrupt:
-        print(
-            f"ponas: stopped waiting; run {run_id} goes on on the server "
-            f"(`ponas remote wait {run_id}` to watch it, `ponas remote cancel {run_id}` "
+        return stopped_waiting(
+            f"run {run_id}",
+            f" (`ponas remote wait {run_id}` to watch it, `ponas remote cancel {run_id}` "
             "to stop it)",
-            file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
-    return _report_run(run)
+    if run["status"] == "succeeded":
+        print(f"run {run['id']} succeeded: path {' '.join(run.get('path') or [])}")
+        return 0
+    print(ended(f"run {run['id']}", run))
+    return EXIT_FAILED
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    config = _set_options(args.set)
+    config = set_options(args.set)
     if args.dataset:
         config["dataset"] = args.dataset
     client = _client()
@@ -303,34 +212,20 @@ def cmd_table(args: argparse.Namespace) -> int:
 # ---- deploy ---------------------------------------------------------------------------------
 
 
-def wait_for_deployment(client: Client, deployment_id: int) -> dict[str, Any]:
-    """Poll the deployment until its build is no longer queued or running (a ticking line on
-    stderr); its final record."""
-    from tqdm import tqdm
-
-    lines = _Lines()
-    bar = tqdm(
-        file=sys.stderr,
-        bar_format="{desc} {elapsed}",
-        desc=f"deployment {deployment_id}",
-        disable=lines.off,
-    )
-    try:
-        while True:
-            deployment = client.deployment(deployment_id)
-            bar.set_description_str(f"deployment {deployment_id} {deployment['status']}")
-            lines.show(f"deployment {deployment_id} {deployment['status']}")
-            if deployment["status"] not in ACTIVE:
-                return deployment
-            time.sleep(POLL_SECONDS)
-    finally:
-        bar.close()
+def download_destination(folder: Path, fmt: str) -> Path:
+    """Where format ``fmt`` of a deployment is written: only a known format's file name, and
+    only inside ``folder`` (the format comes from the server's answer, which must not choose
+    where a file lands: ``"/../../x"`` would escape)."""
+    if fmt not in FILENAMES:
+        known = ", ".join(sorted(FILENAMES))
+        raise RemoteError(f"the server offered an unknown format {fmt[:40]!r}; known: {known}")
+    dest = folder / FILENAMES[fmt]
+    if not dest.resolve().is_relative_to(folder.resolve()):
+        raise RemoteError(f"{dest} is not inside --download {folder}")
+    return dest
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    formats = None
-    if args.formats:
-        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     client = _client()
     deployment = client.start_deployment(
         args.run,
@@ -339,7 +234,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         max_latency_ms=args.max_latency_ms,
         profile=args.profile,
         finetune_epochs=args.finetune_epochs,
-        formats=formats,
+        formats=format_list(args.formats) if args.formats else None,
     )
     deployment_id = deployment["id"]
     print(
@@ -348,20 +243,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     try:
         deployment = wait_for_deployment(client, deployment_id)
     except KeyboardInterrupt:
-        print(
-            f"ponas: stopped waiting; deployment {deployment_id} goes on on the server",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+        return stopped_waiting(f"deployment {deployment_id}")
     if deployment["status"] != "succeeded":
-        reason = f": {deployment['error']}" if deployment.get("error") else ""
-        print(f"deployment {deployment_id} {deployment['status']}{reason}")
+        print(ended(f"deployment {deployment_id}", deployment))
         return EXIT_FAILED
     files = {}
     if args.download:
         folder = Path(args.download)
         for fmt in deployment.get("downloads") or {}:
-            dest = _download_destination(folder, fmt)
+            dest = download_destination(folder, fmt)
             client.download_export(deployment_id, fmt, dest)
             files[fmt] = str(dest)
         record = folder / "deployment.json"
@@ -381,27 +271,6 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 # ---- audit ----------------------------------------------------------------------------------
-
-
-def wait_for_audit(client: Client, run_id: int, audit_id: int) -> dict[str, Any]:
-    """Poll the audit until it is no longer queued or running (a bar of its trainings on
-    stderr); its final record."""
-    from tqdm import tqdm
-
-    lines = _Lines()
-    bar = tqdm(file=sys.stderr, desc=f"audit {audit_id}", unit="training", disable=lines.off)
-    try:
-        while True:
-            audit = client.audit(run_id, audit_id)
-            bar.total = audit.get("total") or None
-            bar.n = audit.get("trained") or 0
-            bar.set_description_str(f"audit {audit_id} {audit['status']}")
-            lines.show(f"audit {audit_id} {audit['status']}: {bar.n} of {bar.total or '?'} trained")
-            if audit["status"] not in ACTIVE:
-                return audit
-            time.sleep(POLL_SECONDS)
-    finally:
-        bar.close()
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -429,16 +298,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         audit = wait_for_audit(client, args.run, audit_id)
     except KeyboardInterrupt:
-        print(f"ponas: stopped waiting; audit {audit_id} goes on on the server", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stopped_waiting(f"audit {audit_id}")
     if args.json:
         print(json.dumps(audit))
     elif audit["status"] == "succeeded":
         print_report(audit["results"], out=sys.stdout)
     if audit["status"] != "succeeded":
         if not args.json:
-            reason = f": {audit['error']}" if audit.get("error") else ""
-            print(f"audit {audit_id} {audit['status']}{reason}")
+            print(ended(f"audit {audit_id}", audit))
         return EXIT_FAILED
     return 0
 
@@ -461,6 +328,8 @@ def _guarded(
     return run
 
 
+RUNS_LABELS = {"status": "--status", "page_size": "--limit"}
+TABLE_LABELS = {"profile": "--profile", "format": "--csv"}
 SEARCH_LABELS = {"preset": "--preset", "config": "--set", "queue": "--queue", "name": "--name"}
 DEPLOY_LABELS = {
     "run": "",  # its messages name the run already
@@ -480,6 +349,23 @@ AUDIT_LABELS = {
 }
 
 
+def _command(
+    rsub: Any,
+    name: str,
+    help: str,
+    command: Callable[[argparse.Namespace], int],
+    labels: Mapping[str, str] | None = None,
+) -> argparse.ArgumentParser:
+    """``ponas remote NAME``, which runs ``command`` (:func:`_guarded` with ``labels``)."""
+    p = rsub.add_parser(name, help=help)
+    p.set_defaults(func=_guarded(command, labels))
+    return p
+
+
+def _run_argument(p: argparse.ArgumentParser, help: str = "the run's id") -> None:
+    p.add_argument("run", metavar="RUN", type=int, help=help)
+
+
 def add_remote_parser(sub: Any) -> None:
     """``ponas remote ...`` under the ``ponas`` command's subparsers."""
     remote = sub.add_parser(
@@ -491,7 +377,7 @@ def add_remote_parser(sub: Any) -> None:
     )
     rsub = remote.add_subparsers(dest="remote_command", required=True, metavar="COMMAND")
 
-    p = rsub.add_parser("login", help="sign in; keep the URL and an API token")
+    p = _command(rsub, "login", "sign in; keep the URL and an API token", cmd_login)
     p.add_argument("url", metavar="URL", help="the server, e.g. http://127.0.0.1:8000")
     p.add_argument("--username", help=f"default: ${USERNAME_ENV}, else asked")
     p.add_argument(
@@ -500,25 +386,23 @@ def add_remote_parser(sub: Any) -> None:
         help=f"read the password from the first line of stdin (default: ${PASSWORD_ENV}, "
         "else asked)",
     )
-    p.set_defaults(func=_guarded(cmd_login))
 
-    p = rsub.add_parser("logout", help="revoke the token on the server and forget it")
-    p.set_defaults(func=_guarded(cmd_logout))
+    _command(rsub, "logout", "revoke the token on the server and forget it", cmd_logout)
 
-    p = rsub.add_parser("runs", help="your runs: id, preset/dataset, state, progress, created")
+    p = _command(
+        rsub,
+        "runs",
+        "your runs: id, preset/dataset, state, progress, created",
+        cmd_runs,
+        RUNS_LABELS,
+    )
     p.add_argument("--status", help="only runs in this state (queued, running, succeeded, ...)")
     p.add_argument("--limit", type=int, default=50, help="the newest N runs (default 50)")
-    p.add_argument("--json", action="store_true", help="print the runs as JSON")
-    p.set_defaults(func=_guarded(cmd_runs, {"status": "--status", "page_size": "--limit"}))
+    add_json_flag(p, "print the runs as JSON")
 
-    p = rsub.add_parser("search", help="start a search on the server")
+    p = _command(rsub, "search", "start a search on the server", cmd_search, SEARCH_LABELS)
     p.add_argument("--preset", required=True, help="imagenet, cifar10, digits, shapes")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="any search setting, e.g. --set epochs=30 (repeatable)",
-    )
+    add_set_flag(p, "any search setting, e.g. --set epochs=30 (repeatable)")
     p.add_argument("--dataset", help="a bundled or registered dataset, by name")
     p.add_argument("--queue", help="the queue of its heavy work (default: the server's)")
     p.add_argument("--name", help="a name for the run (default: 'PRESET search')")
@@ -527,50 +411,55 @@ def add_remote_parser(sub: Any) -> None:
         action="store_true",
         help="show its progress until it ends; exit 1 if it failed or was cancelled",
     )
-    p.set_defaults(func=_guarded(cmd_search, SEARCH_LABELS))
 
-    p = rsub.add_parser("wait", help="watch a run until it ends (exit 1: failed or cancelled)")
-    p.add_argument("run", metavar="RUN", type=int, help="the run's id")
-    p.set_defaults(func=_guarded(cmd_wait))
+    p = _command(rsub, "wait", "watch a run until it ends (exit 1: failed or cancelled)", cmd_wait)
+    _run_argument(p)
 
-    p = rsub.add_parser("cancel", help="stop a queued or running search")
-    p.add_argument("run", metavar="RUN", type=int, help="the run's id")
-    p.set_defaults(func=_guarded(cmd_cancel))
+    p = _command(rsub, "cancel", "stop a queued or running search", cmd_cancel)
+    _run_argument(p)
 
-    p = rsub.add_parser("table", help="a run's accuracy table (ponas-table/1 JSON, or CSV)")
-    p.add_argument("run", metavar="RUN", type=int, help="the run's id")
+    p = _command(
+        rsub,
+        "table",
+        "a run's accuracy table (ponas-table/1 JSON, or CSV)",
+        cmd_table,
+        TABLE_LABELS,
+    )
+    _run_argument(p)
     p.add_argument("--csv", action="store_true", help="CSV for a spreadsheet")
     p.add_argument("--profile", type=int, help="a device profile id: add its latency")
     p.add_argument("-o", "--out", metavar="FILE", help="write to FILE (default: stdout)")
-    p.set_defaults(func=_guarded(cmd_table, {"profile": "--profile", "format": "--csv"}))
 
-    p = rsub.add_parser("deploy", help="build the best network of a run for a budget; download it")
-    p.add_argument("run", metavar="RUN", type=int, help="a succeeded run's id")
-    p.add_argument("--max-macs", help="MACs budget, e.g. 300M")
-    p.add_argument("--max-params", help="parameter budget, e.g. 5M")
-    p.add_argument("--max-latency-ms", help="latency budget in ms (with --profile)")
-    p.add_argument("--profile", type=int, help="the device profile whose latency to budget in")
-    p.add_argument(
-        "--finetune-epochs", type=int, help="fine-tune after inheriting (default: the server's, 0)"
+    p = _command(
+        rsub,
+        "deploy",
+        "build the best network of a run for a budget; download it",
+        cmd_deploy,
+        DEPLOY_LABELS,
     )
-    p.add_argument(
-        "--formats",
-        help=f"comma-separated, of {', '.join(FORMATS)} (default {','.join(DEFAULT_FORMATS)}; "
-        "torchscript: legacy, only when asked for)",
+    _run_argument(p, "a succeeded run's id")
+    add_budget_flags(p, "latency budget in ms (with --profile)")
+    p.add_argument("--profile", type=int, help="the device profile whose latency to budget in")
+    add_build_flags(
+        p,
+        "fine-tune after inheriting (default: the server's, 0)",
+        "torchscript: legacy, only when asked for",
     )
     p.add_argument(
         "--download",
         metavar="DIR",
         help="write the built files into DIR (model.pt, ...) and its record (deployment.json)",
     )
-    p.add_argument("--json", action="store_true", help="print the deployment as JSON")
-    p.set_defaults(func=_guarded(cmd_deploy, DEPLOY_LABELS))
+    add_json_flag(p, "print the deployment as JSON")
 
-    p = rsub.add_parser(
+    p = _command(
+        rsub,
         "audit",
-        help="check a run's table on its own data: networks trained from scratch by the workers",
+        "check a run's table on its own data: networks trained from scratch by the workers",
+        cmd_audit,
+        AUDIT_LABELS,
     )
-    p.add_argument("run", metavar="RUN", type=int, help="a succeeded run's id")
+    _run_argument(p, "a succeeded run's id")
     p.add_argument("--budgets", required=True, nargs="+", help="MACs budgets, e.g. 1.2M 2M")
     p.add_argument("--networks", type=int, help="cost-matched networks per budget (default 10)")
     p.add_argument("--epochs", type=int, help="from-scratch training epochs (default 3)")
@@ -583,5 +472,4 @@ def add_remote_parser(sub: Any) -> None:
         action="store_true",
         help="show its trainings until it ends, then the report; exit 1 if it failed",
     )
-    p.add_argument("--json", action="store_true", help="print the audit (or estimate) as JSON")
-    p.set_defaults(func=_guarded(cmd_audit, AUDIT_LABELS))
+    add_json_flag(p, "print the audit (or estimate) as JSON")
