@@ -26,13 +26,12 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Reject
 from django.conf import settings
-from django.db.models import F
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from ponas.audit import Recipe, run_audit, train_from_scratch
 from ponas.search import Cancelled
-from tasks.progress import StopOnShutdown, error_message, heartbeat, leased, log
+from tasks.progress import StopOnShutdown, error_message, heartbeat, job_task, leased, log
 from webapp.runs.datasets import search_settings
 from webapp.runs.models import ACTIVE, Audit, AuditNetwork, Status
 from webapp.runs.tables import accuracy_table
@@ -102,16 +101,15 @@ def train_network(self, audit_id: int, network_id: int) -> None:
 def _train_held(task, audit: Audit, network: AuditNetwork, holding) -> bool:
     """Train under the lease; True once the accuracy is stored."""
     worker = task.request.hostname or ""
-    if not Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
-        status=Status.RUNNING, started=Coalesce(F("started"), timezone.now()), worker=worker
-    ):
+    audits = Audit.objects.filter(pk=audit.pk)
+    if not audits.claim(worker, keep_started=True):  # its first training's start
         return False  # cancelled or failed meanwhile
     network.refresh_from_db()
     if network.accuracy is not None:  # an earlier delivery stored it
         return True
     began = time.perf_counter()
     try:
-        with heartbeat(Audit.objects.filter(pk=audit.pk), holding):
+        with heartbeat(audits, holding):
             table = accuracy_table(audit.run)
             data, dataset = _truth_data(audit, table)
             accuracy = train_from_scratch(
@@ -127,17 +125,13 @@ def _train_held(task, audit: Audit, network: AuditNetwork, holding) -> bool:
         if holding.lost:
             log.warning("audit %s: training %s lost its lease; stopped", audit.pk, network.pk)
             return False
-        if not Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).exists():
+        if not audits.filter(status__in=ACTIVE).exists():
             log.info("audit %s stopped; training %s dropped", audit.pk, network.pk)
             return False
         raise Reject("worker shutting down", requeue=True) from None
     except Exception as exc:
         log.exception("audit %s: training %s failed", audit.pk, network.pk)
-        Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
-            status=Status.FAILED,
-            error=f"training {' '.join(network.choices)} failed: {error_message(exc)}",
-            finished=timezone.now(),
-        )
+        audits.fail(f"training {' '.join(network.choices)} failed: {error_message(exc)}")
         return False
     AuditNetwork.objects.filter(pk=network.pk, accuracy__isnull=True).update(
         accuracy=accuracy,
@@ -147,7 +141,7 @@ def _train_held(task, audit: Audit, network: AuditNetwork, holding) -> bool:
     )
     done = AuditNetwork.objects.filter(audit=audit, accuracy__isnull=False).count()
     # (two trainings ending at once: the later count wins, never a smaller one)
-    Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(trained=Greatest("trained", done))
+    audits.filter(status__in=ACTIVE).update(trained=Greatest("trained", done))
     log.info("audit %s: training %s done (%s of %s)", audit.pk, network.pk, done, audit.total)
     return True
 
@@ -164,12 +158,8 @@ def _claim_finish(audit: Audit) -> None:
 def finish_audit(self, audit_id: int) -> None:
     """The report from the stored truths: per budget tau of the table and of MACs with their
     intervals, the deployed network's percentile, the seeds' agreement, the sentence."""
-    audit = Audit.objects.select_related("run").filter(pk=audit_id).first()
-    if audit is None or audit.status not in ACTIVE:
-        return
-    with leased(self, f"audit {audit_id} finish", "finishing the audit", audit=audit) as holding:
-        if holding is not None:
-            _finish(self, audit, holding)
+    key = f"audit {audit_id} finish"
+    job_task(self, Audit, audit_id, key, "finishing the audit", _finish)
 
 
 def _finish(task, audit: Audit, holding) -> None:
@@ -181,15 +171,14 @@ def _finish(task, audit: Audit, holding) -> None:
     }
     if any(a is None for a in truths.values()):
         return  # a re-sent finish before the trainings (they claim it again when done)
-    Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
-        status=Status.RUNNING, worker=task.request.hostname or ""
-    )
+    audits = Audit.objects.filter(pk=audit.pk)
+    audits.claim(task.request.hostname or "", keep_started=True)
 
     def stored(space, names, data, dataset, recipe, seed=0) -> float:
         return truths[(tuple(names), seed)]
 
     try:
-        with heartbeat(Audit.objects.filter(pk=audit.pk), holding):
+        with heartbeat(audits, holding):
             report = run_audit(
                 accuracy_table(audit.run),
                 audit.budgets,
@@ -201,13 +190,7 @@ def _finish(task, audit: Audit, holding) -> None:
             )
     except Exception as exc:
         log.exception("audit %s: the report failed", audit.pk)
-        Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
-            status=Status.FAILED,
-            error=f"computing the report failed: {error_message(exc)}",
-            finished=timezone.now(),
-        )
+        audits.fail(f"computing the report failed: {error_message(exc)}")
         return
-    if Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
-        status=Status.SUCCEEDED, results=report, trained=audit.total, finished=timezone.now()
-    ):
+    if audits.finish(Status.SUCCEEDED, results=report, trained=audit.total):
         log.info("audit %s succeeded", audit.pk)

@@ -7,17 +7,15 @@ import math
 from typing import Any
 
 from celery import shared_task
-from celery.exceptions import Reject
 from django.db import transaction
-from django.utils import timezone
 
 from ponas.deploy import specialize
 from ponas.export import export_all
-from ponas.search import Cancelled, SearchCallback
-from tasks.progress import StopOnShutdown, error_message, heartbeat, leased, log
+from ponas.search import SearchCallback
+from tasks.progress import StopOnShutdown, guarded_job, job_task
 from tasks.tracking import deployment_tracking
 from webapp.runs.datasets import search_settings
-from webapp.runs.models import ACTIVE, Artifact, Deployment, Status
+from webapp.runs.models import Artifact, Deployment, Status
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -37,49 +35,33 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 def build_deployment(self, deployment_id: int) -> None:
     """Build and export one deployment; idempotent (a finished one is left alone), and under
     its lease (a second copy or a redelivery while it builds does nothing)."""
-    deployment = Deployment.objects.select_related("run").filter(pk=deployment_id).first()
-    if deployment is None or deployment.status not in (Status.QUEUED, Status.RUNNING):
-        return
     key = f"deployment {deployment_id}"
-    with leased(self, key, "the build", deployment=deployment) as holding:
-        if holding is not None:
-            _build_held(self, deployment, holding)
+    job_task(self, Deployment, deployment_id, key, "the build", _build_held)
 
 
 def _build_held(task, deployment: Deployment, holding) -> None:
     deployment_id = deployment.pk
-    if not Deployment.objects.filter(pk=deployment_id, status__in=ACTIVE).update(
-        status=Status.RUNNING, started=timezone.now(), worker=task.request.hostname or ""
-    ):
+    deployments = Deployment.objects.filter(pk=deployment_id)
+    if not deployments.claim(task.request.hostname or ""):
         return  # finished or failed meanwhile (e.g. a crash loop)
-    try:
-        with (
-            heartbeat(Deployment.objects.filter(pk=deployment_id), holding),
-            deployment_tracking(deployment, StopOnShutdown(holding)) as callback,
-        ):
-            files, metrics = _build(deployment, callback)
-    except Cancelled:
-        if holding.lost:
-            log.warning("deployment %s lost its lease to another worker; stopped", deployment_id)
-            return
-        raise Reject("worker shutting down", requeue=True) from None
-    except Exception as exc:
-        log.exception("deployment %s failed", deployment_id)
-        Deployment.objects.filter(pk=deployment_id, status=Status.RUNNING).update(
-            status=Status.FAILED,
-            error=f"building the network failed: {error_message(exc)}",
-            finished=timezone.now(),
-        )
+
+    def build() -> tuple[dict[str, Any], dict[str, Any]]:
+        with deployment_tracking(deployment, StopOnShutdown(holding)) as callback:
+            return _build(deployment, callback)
+
+    ok, built = guarded_job(deployments, "building the network", build, holding)
+    if not ok:
         return
+    files, metrics = built
     with transaction.atomic():
         for kind, path in files.items():  # the formats asked for, and model_card
             Artifact.record(path, kind, deployment=deployment)
         metrics = _plain(metrics)
-        Deployment.objects.filter(pk=deployment_id).update(
-            status=Status.SUCCEEDED,
+        deployments.finish(  # whatever its status now: the finished build wins
+            Status.SUCCEEDED,
+            of=None,
             metrics=metrics,
             measured_accuracy=metrics.get("top1", metrics.get("accuracy")),
-            finished=timezone.now(),
         )
 
 

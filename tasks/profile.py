@@ -11,27 +11,20 @@ import time
 
 import torch
 from celery import shared_task
-from celery.exceptions import Reject
 from django.conf import settings
-from django.utils import timezone
 
 from ponas.cost import profile_latency as measure
 from ponas.search import Cancelled
 from ponas.space import SearchSpace
-from tasks.progress import StopOnShutdown, error_message, heartbeat, leased, log
-from webapp.runs.models import ACTIVE, DeviceProfile, Status
+from tasks.progress import StopOnShutdown, guarded_job, job_task
+from webapp.runs.models import DeviceProfile, Status
 
 
 @shared_task(bind=True, name="tasks.profile.profile_latency")
 def profile_latency(self, profile_id: int) -> None:
     """Measure and store one profile; a finished (or deleted) one is left alone, and a second
     copy or a redelivery while it is measured does nothing."""
-    profile = DeviceProfile.objects.select_related("run").filter(pk=profile_id).first()
-    if profile is None or profile.status not in ACTIVE:
-        return
-    with leased(self, f"profile {profile_id}", "the timing", profile=profile) as holding:
-        if holding is not None:
-            _measure(self, profile, holding)
+    job_task(self, DeviceProfile, profile_id, f"profile {profile_id}", "the timing", _measure)
 
 
 class _Stop(StopOnShutdown):
@@ -60,35 +53,25 @@ class _Stop(StopOnShutdown):
 
 def _measure(task, profile: DeviceProfile, holding) -> None:
     profile_id = profile.pk
-    if not DeviceProfile.objects.filter(pk=profile_id, status__in=ACTIVE).update(
-        status=Status.RUNNING, started=timezone.now(), worker=task.request.hostname or ""
-    ):
+    profiles = DeviceProfile.objects.filter(pk=profile_id)
+    if not profiles.claim(task.request.hostname or ""):
         return  # cancelled or failed meanwhile
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    running = DeviceProfile.objects.filter(pk=profile_id, status=Status.RUNNING)
     stop = _Stop(profile_id, holding)
-    try:
-        with heartbeat(DeviceProfile.objects.filter(pk=profile_id), holding):
-            lut = measure(
-                SearchSpace.from_dict(profile.run.space),
-                device,
-                batch=settings.PONAS_PROFILE_BATCH,
-                warmup=settings.PONAS_PROFILE_WARMUP,
-                repeats=settings.PONAS_PROFILE_REPEATS,
-                progress=stop,
-            )
-    except Cancelled:
-        if holding.lost or not stop.running:
-            log.info("profile %s stopped (cancelled, or taken over)", profile_id)
-            return
-        raise Reject("worker shutting down", requeue=True) from None
-    except Exception as exc:
-        log.exception("profile %s failed", profile_id)
-        running.update(
-            status=Status.FAILED,
-            error=f"timing the blocks failed: {error_message(exc)}",
-            finished=timezone.now(),
+
+    def timed() -> dict:
+        return measure(
+            SearchSpace.from_dict(profile.run.space),
+            device,
+            batch=settings.PONAS_PROFILE_BATCH,
+            warmup=settings.PONAS_PROFILE_WARMUP,
+            repeats=settings.PONAS_PROFILE_REPEATS,
+            progress=stop,
         )
+
+    # (stopped: cancelled, or failed by the watchdog)
+    ok, lut = guarded_job(profiles, "timing the blocks", timed, holding, lambda: not stop.running)
+    if not ok:
         return
     # (only while still running: a cancel a moment ago wins)
-    running.update(status=Status.SUCCEEDED, lut=lut, device=lut["device"], finished=timezone.now())
+    profiles.finish(Status.SUCCEEDED, of=[Status.RUNNING], lut=lut, device=lut["device"])

@@ -13,7 +13,7 @@ from celery.exceptions import Reject
 from celery.signals import worker_shutting_down
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -25,6 +25,8 @@ from webapp.runs.models import (
     Audit,
     Deployment,
     DeviceProfile,
+    Job,
+    JobQuerySet,
     MetricPoint,
     SearchRun,
     Stage,
@@ -154,11 +156,7 @@ def error_message(exc: BaseException) -> str:
 
 def mark(run_id: int, attempt: int, status: str, error: str = "") -> bool:
     """Move an active run of this attempt to a final status; False if it was not active."""
-    return bool(
-        SearchRun.objects.filter(pk=run_id, attempt=attempt, status__in=ACTIVE).update(
-            status=status, error=error, finished=timezone.now()
-        )
-    )
+    return bool(SearchRun.objects.filter(pk=run_id, attempt=attempt).finish(status, error=error))
 
 
 @contextmanager
@@ -194,15 +192,9 @@ def leased(
         if run is not None:
             if mark(run.pk, attempt, Status.FAILED, str(exc)):
                 end_tracking(run, str(exc))
-        elif audit is not None:
-            Audit.objects.filter(pk=audit.pk, status__in=ACTIVE).update(
-                status=Status.FAILED, error=str(exc), finished=timezone.now()
-            )
         else:
-            work = deployment or profile
-            type(work).objects.filter(pk=work.pk, status__in=ACTIVE).update(
-                status=Status.FAILED, error=str(exc), finished=timezone.now()
-            )
+            job = deployment or profile or audit
+            type(job).objects.filter(pk=job.pk).fail(str(exc))
         holding = None
     else:
         if holding is None:
@@ -214,6 +206,53 @@ def leased(
     finally:
         if holding is not None:
             holding.release()
+
+
+def job_task(
+    task, model: type[Job], pk: int, key: str, what: str, work: Callable[..., None]
+) -> None:
+    """How the task of a build, a profile or an audit's finish begins: ``work(task, job,
+    holding)`` under the lease ``key``, if the job (loaded with its run) still exists and is
+    active and no live process holds the lease."""
+    job = model.objects.select_related("run").filter(pk=pk).first()
+    if job is None or job.status not in ACTIVE:
+        return
+    owner = model._meta.get_field("leases").field.name  # the Lease's field that names it
+    with leased(task, key, what, **{owner: job}) as holding:
+        if holding is not None:
+            work(task, job, holding)
+
+
+def guarded_job(
+    jobs: JobQuerySet,
+    what: str,
+    fn: Callable[[], T],
+    holding: Holding,
+    stopped: Callable[[], bool] = lambda: False,
+) -> tuple[bool, T | None]:
+    """``fn()`` under the heartbeat of ``jobs`` (a build or a profile, claimed) with its
+    failure handling; ``(True, result)`` if it completed.
+
+    Cancelled -> it just stops when its lease was taken over or ``stopped()`` (e.g. it was
+    cancelled meanwhile), else the worker is shutting down and the task goes back to the
+    queue; any other error -> the job failed (if still running), its ``error`` saying that
+    ``what`` failed, the traceback in the worker's log (named by the lease's key).
+    """
+    try:
+        with heartbeat(jobs, holding):
+            return True, fn()
+    except Cancelled:
+        if holding.lost:
+            log.warning("%s lost its lease to another worker; stopped", holding.key)
+            return False, None
+        if stopped():
+            log.info("%s stopped (cancelled)", holding.key)
+            return False, None
+        raise Reject("worker shutting down", requeue=True) from None
+    except Exception as exc:
+        log.exception("%s failed", holding.key)
+        jobs.fail(f"{what} failed: {error_message(exc)}", of=[Status.RUNNING])
+        return False, None
 
 
 def end_tracking(run: SearchRun, error: str) -> None:
@@ -229,7 +268,7 @@ def end_tracking(run: SearchRun, error: str) -> None:
 
 
 @contextmanager
-def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
+def heartbeat(work: JobQuerySet, holding: Holding | None = None) -> Iterator[None]:
     """While the block runs, a thread writes the ``heartbeat`` of ``work`` (a run of this
     attempt, a deployment, a profile; still running) and renews ``holding`` every
     ``PONAS_HEARTBEAT_SECONDS`` while the work makes progress (``holding.progress()``, bumped
@@ -238,8 +277,7 @@ def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
     watchdog, while work that has not moved for ``PONAS_PROGRESS_TIMEOUT`` (a hung step) lets
     its lease expire. A renewal that finds the lease taken marks it ``lost`` (the work then
     stops)."""
-    work = work.filter(status=Status.RUNNING)
-    work.update(heartbeat=timezone.now())
+    work.beat()
     stop = threading.Event()
 
     def beat() -> None:
@@ -247,7 +285,7 @@ def heartbeat(work: QuerySet, holding: Holding | None = None) -> Iterator[None]:
             while not stop.wait(settings.PONAS_HEARTBEAT_SECONDS):
                 try:
                     if holding is None or not holding.stalled():  # hung work: no sign of life
-                        work.update(heartbeat=timezone.now())
+                        work.beat()
                     if holding is not None and not holding.renew():
                         holding.lost = True
                 except Exception:  # a database hiccup must not kill the work

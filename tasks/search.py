@@ -31,8 +31,6 @@ import torch
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ponas import search as ponas_search
@@ -74,9 +72,7 @@ def _live_run(run_id: int, attempt: int) -> SearchRun | None:
         log.info("run %s attempt %s is not current (%s); task dropped", run_id, attempt, run.status)
         return None
     if run.cancel_requested:
-        SearchRun.objects.filter(pk=run_id, attempt=attempt, status__in=ACTIVE).update(
-            status=Status.CANCELLED, finished=timezone.now()
-        )
+        SearchRun.objects.filter(pk=run_id, attempt=attempt).finish(Status.CANCELLED)
         return None
     return run
 
@@ -119,13 +115,12 @@ def _stage1(task, run: SearchRun, holding) -> bool | None:
     False when time is up before, None when the run stopped (cancelled, failed, taken)."""
     # only over a run still active and not cancelled: a cancel a moment ago wins
     started = SearchRun.objects.filter(
-        pk=run.pk, attempt=run.attempt, status__in=ACTIVE, cancel_requested=False
-    ).update(
-        status=Status.RUNNING,
+        pk=run.pk, attempt=run.attempt, cancel_requested=False
+    ).claim(
+        task.request.hostname or "",
+        keep_started=True,  # a resumed run keeps its first start
         stage=Stage.STAGE1,
-        started=Coalesce(F("started"), timezone.now()),
         heartbeat=timezone.now(),
-        worker=task.request.hostname or "",
     )
     if not started:
         _live_run(run.pk, run.attempt)  # carries out the cancel, if that is what happened
@@ -320,12 +315,12 @@ def _finalize(run: SearchRun) -> None:
             (SUPERNET_FILE, Artifact.Kind.SUPERNET),
         ]:
             Artifact.record(run.out_dir / name, kind, run=run)
-        SearchRun.objects.filter(pk=run.pk, attempt=run.attempt, status=Status.RUNNING).update(
-            status=Status.SUCCEEDED,
+        SearchRun.objects.filter(pk=run.pk, attempt=run.attempt).finish(
+            Status.SUCCEEDED,
+            of=[Status.RUNNING],
             stage=Stage.DONE,
             progress=1.0,
             table_meta=public_meta(run, table.meta),
-            finished=timezone.now(),
         )
     with run_tracking(run) as tracking:
         tracking.done(table)  # MLflow: the table as an artifact, the run finished

@@ -34,12 +34,8 @@ def run_tracking(run: SearchRun, *callbacks: SearchCallback) -> Iterator[Callbac
     except Exception as exc:  # e.g. a dataset unregistered since: the task reports that
         log.warning("run %s: no tracking (%s)", run.pk, exc)
         trackers = []
-    group = CallbackGroup(*callbacks, *trackers)
-    try:
+    with _grouped(callbacks, trackers) as group:
         yield group
-    finally:
-        for tracker in trackers:
-            tracker.guard(tracker.close)
 
 
 @contextmanager
@@ -58,9 +54,16 @@ def deployment_tracking(
         prefix=f"deployment_{deployment.pk}/",
         run_name=f"deployment {deployment.pk}",
     )
-    group = CallbackGroup(*callbacks, *trackers)
-    try:
+    with _grouped(callbacks, trackers) as group:
         yield group
+
+
+@contextmanager
+def _grouped(callbacks, trackers) -> Iterator[CallbackGroup]:
+    """The callbacks and the trackers as one callback; the trackers closed after (a failing
+    close costs a warning)."""
+    try:
+        yield CallbackGroup(*callbacks, *trackers)
     finally:
         for tracker in trackers:
             tracker.guard(tracker.close)

@@ -87,10 +87,20 @@ class TableEntryAdmin(admin.ModelAdmin):
     list_filter = ["worker"]
 
 
-@admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["id", "run", "status", "max_macs", "max_params", "predicted_score", "created"]
+class JobAdmin(admin.ModelAdmin):
+    """A build, a device profile or an audit: listed by id, run and status, then its own
+    ``columns``, then when it was created; filtered by status."""
+
+    columns: tuple[str, ...] = ()
     list_filter = ["status"]
+
+    def get_list_display(self, request):
+        return ["id", "run", "status", *self.columns, "created"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(JobAdmin):
+    columns = ("max_macs", "max_params", "predicted_score")
     inlines = [ArtifactInline]
 
 
@@ -111,9 +121,9 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeviceProfile)
-class DeviceProfileAdmin(admin.ModelAdmin):
-    list_display = ["id", "run", "device", "queue", "status", "worker", "created"]
-    list_filter = ["status", "queue"]
+class DeviceProfileAdmin(JobAdmin):
+    columns = ("device", "queue", "worker")
+    list_filter = [*JobAdmin.list_filter, "queue"]
     search_fields = ["device", "worker"]
 
 
@@ -126,9 +136,8 @@ class AuditNetworkInline(admin.TabularInline):
 
 
 @admin.register(Audit)
-class AuditAdmin(admin.ModelAdmin):
-    list_display = ["id", "run", "status", "trained", "total", "requested_by", "created"]
-    list_filter = ["status"]
+class AuditAdmin(JobAdmin):
+    columns = ("trained", "total", "requested_by")
     inlines = [AuditNetworkInline]
 
 

@@ -15,41 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 
-from ponas.catalog import BUILTIN_DATASETS, SHAPES_TEST, SHAPES_TRAIN
+from ponas.catalog import SHAPES_TEST, SHAPES_TRAIN
 from ponas.search.config import ConfigError
 from ponas.space import load_space
 from webapp.runs.models import Dataset
-
-# ponas's datasets that need no folder (bundled with the code or generated in memory).
-BUNDLED = BUILTIN_DATASETS
+from webapp.runs.models.dataset import BUNDLED, data_roots
+from webapp.runs.models.dataset import check_registration as check_registration  # its old home
 
 
 class DatasetMoved(ConfigError):
     """A registered dataset's folder is not where it was registered any more (a link on its
     path re-pointed, a link inside it leading out of the data roots): the run is refused."""
-
-
-def _data_roots() -> list[Path]:
-    return [Path(r).resolve() for r in settings.PONAS_DATA_ROOTS]
-
-
-def check_registration(name: str, root: str) -> Path:
-    """The registered folder, resolved (links followed now, once: the resolved path is what
-    is stored and handed to workers); ValidationError unless it lies under a
-    ``PONAS_DATA_ROOTS`` folder and the name is not a bundled dataset's."""
-    if name in BUNDLED:
-        raise ValidationError({"name": f'"{name}" is a bundled dataset: choose another name'})
-    roots = _data_roots()
-    path = Path(root).expanduser().resolve()
-    if not any(path.is_relative_to(r) for r in roots):
-        allowed = ", ".join(map(str, roots)) or "none: set PONAS_DATA_ROOTS"
-        raise ValidationError(
-            {"root": f"{root} is not under a data root (PONAS_DATA_ROOTS: {allowed})"}
-        )
-    return path
 
 
 def check_folder(dataset: Dataset) -> None:
@@ -62,7 +40,7 @@ def check_folder(dataset: Dataset) -> None:
     root = Path(dataset.root)
     where = f'dataset "{dataset.name}"'
     again = "an admin registers it again (manage.py register_dataset) to use a new folder"
-    resolved, roots = root.resolve(), _data_roots()
+    resolved, roots = root.resolve(), data_roots()
     if resolved != root or (roots and not any(resolved.is_relative_to(r) for r in roots)):
         raise DatasetMoved(
             f"{where}: its folder is no longer the one registered (a link on its path was "

@@ -36,20 +36,25 @@ from typing import Any
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from webapp.runs.leases import cutoff, lost, still_lost
-from webapp.runs.models import Audit, Deployment, DeviceProfile, Lease, SearchRun, Status
+from webapp.runs.models import (
+    LAST_SIGN,
+    Audit,
+    Deployment,
+    DeviceProfile,
+    Lease,
+    Lifecycle,
+    SearchRun,
+    Status,
+)
 from webapp.runs.services import send_audit, send_build, send_profile, send_search
 from webapp.runs.workers import queue_length
 
 log = logging.getLogger("webapp")
 
 RESUME_HINT = "resume to continue from the last checkpoint"
-
-# The last sign of life of running work: its heartbeat, else its start.
-LAST_SIGN = Coalesce(F("heartbeat"), F("started"), F("created"))
 
 
 @dataclass
@@ -78,66 +83,64 @@ def stuck_message(
 
 @dataclass(frozen=True)
 class _Kind:
-    """How one kind of running work is reaped; each function takes the item's row (a dict of
-    ``pk``, ``auto_resumes``, ``seen`` and ``fields``)."""
+    """How one kind of running work is reaped; the functions take the item's row (a dict of
+    ``pk``, ``auto_resumes``, ``seen`` and ``columns``)."""
 
-    what: str
-    model: type[models.Model]
-    leases: Callable[[], models.QuerySet]  # the leases of its running items (current attempt)
-    owner: str  # the lease's field that names the item
-    fields: tuple[str, ...]  # what the functions below read besides pk
-    current: Callable[[dict], dict[str, Any]]  # filters for just this item (e.g. its attempt)
-    requeue: Callable[[dict], dict[str, Any]]  # fields set besides the status when re-queued
+    model: type[Lifecycle]
     send: Callable[[dict], Any]  # sends its task again once the re-queue commits (services)
     next_step: str  # what the user can do once it is failed
+    fields: tuple[str, ...] = ("queue",)  # what ``send`` reads besides pk
+    # A re-queue is a new attempt: the lost attempt's leases (still held) no longer count, and
+    # a late task of it does nothing.
+    attempts: bool = False
+    reset: dict[str, Any] = field(default_factory=dict)  # also set when re-queued
+
+    @property
+    def what(self) -> str:
+        """Its name, as the Lease's field that names an item of it ("run", "profile" ...)."""
+        return self.model._meta.get_field("leases").field.name
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """What the functions below read of an item besides pk."""
+        return (*self.fields, "attempt") if self.attempts else self.fields
+
+    def leases(self) -> models.QuerySet:
+        """The leases of its running items (of their current attempt)."""
+        leases = Lease.objects.filter(**{f"{self.what}__status": Status.RUNNING})
+        return leases.filter(attempt=F(f"{self.what}__attempt")) if self.attempts else leases
+
+    def current(self, row: dict) -> dict[str, Any]:
+        """Filters for just this item (its attempt)."""
+        return {"attempt": row["attempt"]} if self.attempts else {}
+
+    def requeue(self, row: dict) -> dict[str, Any]:
+        """The fields set besides the status when it is re-queued."""
+        return {**self.reset, "attempt": row["attempt"] + 1} if self.attempts else self.reset
+
+
+def _restarted(model: type[Lifecycle], send: Callable[[int, str], Any], next_step: str) -> _Kind:
+    """A kind whose re-queued item starts over (a build, a profile: both are short), its task
+    sent again to its queue."""
+    return _Kind(model, lambda row: send(row["pk"], row["queue"]), next_step)
 
 
 RUNS = _Kind(
-    "run",
     SearchRun,
-    lambda: Lease.objects.filter(run__status=Status.RUNNING, attempt=F("run__attempt")),
-    "run_id",
-    ("attempt", "queue"),
-    current=lambda row: {"attempt": row["attempt"]},
-    requeue=lambda row: {"attempt": row["attempt"] + 1},
-    send=lambda row: send_search(row["pk"], row["attempt"] + 1, row["queue"]),
-    next_step=RESUME_HINT,
+    lambda row: send_search(row["pk"], row["attempt"] + 1, row["queue"]),
+    RESUME_HINT,
+    attempts=True,
 )
-DEPLOYMENTS = _Kind(
-    "deployment",
-    Deployment,
-    lambda: Lease.objects.filter(deployment__status=Status.RUNNING),
-    "deployment_id",
-    ("queue",),
-    current=lambda row: {},
-    requeue=lambda row: {},
-    send=lambda row: send_build(row["pk"], row["queue"]),
-    next_step="deploy again to build it",
-)
-PROFILES = _Kind(
-    "profile",
-    DeviceProfile,
-    lambda: Lease.objects.filter(profile__status=Status.RUNNING),
-    "profile_id",
-    ("queue",),
-    current=lambda row: {},
-    requeue=lambda row: {},
-    send=lambda row: send_profile(row["pk"], row["queue"]),
-    next_step="profile the device again",
-)
-
+DEPLOYMENTS = _restarted(Deployment, send_build, "deploy again to build it")
+PROFILES = _restarted(DeviceProfile, send_profile, "profile the device again")
 AUDITS = _Kind(
-    "audit",
     Audit,
-    lambda: Lease.objects.filter(audit__status=Status.RUNNING, attempt=F("audit__attempt")),
-    "audit_id",
-    ("run__queue", "attempt"),
-    current=lambda row: {"attempt": row["attempt"]},
-    # a new attempt: the lost trainings' leases (still held) no longer count against it
-    requeue=lambda row: {"finishing": False, "attempt": row["attempt"] + 1},
     # its trainings not done yet (or its finishing task); those done are kept
-    send=lambda row: send_audit(row["pk"], row["run__queue"]),
-    next_step="audit again (the networks trained so far are not reused)",
+    lambda row: send_audit(row["pk"], row["run__queue"]),
+    "audit again (the networks trained so far are not reused)",
+    fields=("run__queue",),
+    attempts=True,
+    reset={"finishing": False},
 )
 
 
@@ -146,11 +149,11 @@ def _reap(kind: _Kind, now: datetime | None) -> Reaped:
     objects = kind.model.objects
     leases: dict[int, dict] = {}  # item -> its lost leases, as lost() saw them
     seen = lost(now, kind.leases())
-    for pk, item in kind.leases().filter(pk__in=seen).values_list("pk", kind.owner):
+    for pk, item in kind.leases().filter(pk__in=seen).values_list("pk", f"{kind.what}_id"):
         leases.setdefault(item, {})[pk] = seen[pk]
     found = objects.filter(pk__in=leases, status=Status.RUNNING).annotate(seen=LAST_SIGN)
     reaped = Reaped()
-    for row in found.values("pk", "auto_resumes", "seen", *kind.fields):
+    for row in found.values("pk", "auto_resumes", "seen", *kind.columns):
         # just this item while its work is still lost: a renewal that arrives meanwhile (or
         # another watchdog) wins
         current = objects.filter(
@@ -169,12 +172,7 @@ def _requeue_or_fail(kind: _Kind, row: dict, current, now: datetime, reaped: Rea
     pk, auto_resumes, seen = row["pk"], row["auto_resumes"], row["seen"]
     if auto_resumes < settings.PONAS_AUTO_RESUMES:
         with transaction.atomic():
-            if current.update(
-                status=Status.QUEUED,
-                auto_resumes=auto_resumes + 1,
-                worker="",
-                **kind.requeue(row),
-            ):
+            if current.requeue(auto_resumes=auto_resumes + 1, **kind.requeue(row)):
                 kind.send(row)
                 log.warning(
                     "%s %s: no heartbeat since %s; re-queued (automatic resume %s of %s)",
@@ -185,11 +183,7 @@ def _requeue_or_fail(kind: _Kind, row: dict, current, now: datetime, reaped: Rea
                     settings.PONAS_AUTO_RESUMES,
                 )
                 reaped.requeued.append(pk)
-    elif current.update(
-        status=Status.FAILED,
-        error=stuck_message(seen, auto_resumes, kind.next_step),
-        finished=now,
-    ):
+    elif current.fail(stuck_message(seen, auto_resumes, kind.next_step), now=now):
         log.warning("%s %s: no heartbeat since %s; marked failed", kind.what, pk, seen)
         reaped.failed.append(pk)
 
@@ -206,7 +200,7 @@ def _reap_idle_runs(now: datetime, reaped: Reaped) -> None:
         .exclude(models.Exists(held.filter(task_id__gt="")))
     )
     empty: dict[str, bool] = {}
-    for row in idle.values("pk", "auto_resumes", "seen", *RUNS.fields):
+    for row in idle.values("pk", "auto_resumes", "seen", *RUNS.columns):
         # its heavy tasks go to its queue, closing a layer to `default`
         for queue in {row["queue"], "default"} - empty.keys():
             empty[queue] = queue_length(queue) == 0  # None (the broker cannot say): wait
