@@ -1,3 +1,5 @@
+"""The dashboard pages app's Django configuration."""
+
 from django.apps import AppConfig
 
 

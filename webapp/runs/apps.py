@@ -1,3 +1,5 @@
+"""The runs app's Django configuration: its label, and what it connects when Django is ready."""
+
 from django.apps import AppConfig
 
 
