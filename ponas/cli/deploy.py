@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from ponas.alternatives import constrained_frontier, top_networks
 from ponas.cli.common import CommandError, format_list, note_line, set_options
 from ponas.cli.flags import add_budget_flags, add_build_flags, add_json_flag, add_set_flag
 from ponas.files import DEFAULT_FORMATS
@@ -62,81 +62,13 @@ def _solve(table: Any, budgets: dict[str, float]) -> Any:
         raise CommandError(_flags_text(str(exc))) from None
 
 
-def constrained_frontier(table: Any, kind: str, budgets: dict[str, float]) -> list[Any]:
-    """The Pareto frontier against ``kind`` of the networks within ``budgets`` (every kind),
-    cheapest first: from the best network within them down, each next point the best network
-    strictly cheaper in ``kind`` (one exact solve per point)."""
-    from ponas.solve import Infeasible, pareto_frontier, solve
+def _top(table: Any, budgets: dict[str, float], k: int) -> list[Any]:
+    from ponas.solve import Infeasible
 
-    others = {k: v for k, v in budgets.items() if k != kind}
-    if not others:  # the frontier itself, cut at the budget on its own kind
-        cap = budgets.get(kind, math.inf)
-        return [p for p in pareto_frontier(table, kind) if p.cost[kind] <= cap]
-    points: list[Any] = []
-    limit = budgets.get(kind, math.inf)
-    while True:
-        try:
-            point = solve(table, {**others, kind: limit})
-        except Infeasible:
-            break
-        if points and point.score >= points[-1].score:
-            points.pop()  # as good and cheaper: the earlier one is dominated
-        points.append(point)
-        cost = point.cost[kind]
-        limit = cost - 1 if float(cost).is_integer() else math.nextafter(cost, -math.inf)
-        if limit <= 0:
-            break
-    return points[::-1]
-
-
-def top_networks(table: Any, budgets: dict[str, float], k: int) -> list[Any]:
-    """The ``k`` best networks within ``budgets``, best first, exactly (Lawler's partition:
-    each next one is the best of the subproblems that fix a prefix of an earlier answer and
-    forbid its next choice)."""
-    import heapq
-
-    from ponas.solve import Infeasible, solve
-    from ponas.table import AccuracyTable, TableError
-
-    base = table.to_dict()
-
-    def best(fixed: list[str], banned: frozenset[tuple[int, str]]) -> Any | None:
-        d = json.loads(json.dumps(base))
-        for layer, row in enumerate(d["accuracy"]):
-            for j, cand in enumerate(d["candidates"]):
-                off = (layer, cand) in banned or layer < len(fixed) and cand != fixed[layer]
-                if off and row[j] is not None:
-                    row[j] = None
-                    for matrix in d["cost"].values():
-                        matrix[layer][j] = None
-                    if d.get("stderr"):
-                        d["stderr"][layer][j] = None
-            allowed = [c for c, a in zip(d["candidates"], row, strict=True) if a is not None]
-            if not allowed:
-                return None
-            if d["path"][layer] not in allowed:
-                d["path"][layer] = allowed[0]
-        try:
-            return solve(AccuracyTable.from_dict(d), budgets)
-        except (Infeasible, TableError):
-            return None
-
-    first = best([], frozenset())
-    if first is None:
-        _solve(table, budgets)  # raises the infeasible budget's message
-    heap = [(-first.score, 0, first, [], frozenset())]
-    found, counter = [], 1
-    while heap and len(found) < k:
-        _, _, sel, fixed, banned = heapq.heappop(heap)
-        found.append(sel)
-        for layer in range(len(fixed), len(sel.choices)):
-            prefix = list(sel.choices[:layer])
-            ban = frozenset({b for b in banned if b[0] >= layer} | {(layer, sel.choices[layer])})
-            nxt = best(prefix, ban)
-            if nxt is not None:
-                heapq.heappush(heap, (-nxt.score, counter, nxt, prefix, ban))
-                counter += 1
-    return found
+    try:
+        return top_networks(table, budgets, k)
+    except Infeasible as exc:
+        raise CommandError(_flags_text(str(exc))) from None
 
 
 def _network_line(point: Any, kinds: list[str]) -> str:
@@ -236,7 +168,7 @@ def deploy_choose(args: argparse.Namespace, table: Any, budgets: dict[str, float
     """The K best networks within the budgets (--top K), or the best one: its score, what the
     budgets cost it, and (with --export) what the built network measured and where it went."""
     if args.top is not None:
-        found = top_networks(table, budgets, args.top)
+        found = _top(table, budgets, args.top)
         if args.json:
             print(json.dumps([{**p.to_dict(), "space": _space_of(table)} for p in found]))
             return 0
