@@ -22,13 +22,15 @@ import json
 import os
 import random
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
+from _server import free_port, wait_until_listening  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GOALS_MS = {"list": 100.0, "detail": 100.0, "preview": 50.0}
@@ -120,27 +122,12 @@ def imagenet_table():
     return AccuracyTable.build(space, accuracy, [space.candidates[0]] * space.num_layers)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gunicorn", "webapp.wsgi", "--bind", f"127.0.0.1:{port}"]
     cmd += ["--workers", "2", "--threads", "2", "--log-level", "warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"gunicorn exited ({proc.returncode})") from None
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("gunicorn did not start in 60 s")
+    wait_until_listening(port, proc, 60)
+    return proc
 
 
 def timed_gets(port: int, token: str, urls: list[str]) -> list[float]:

@@ -20,13 +20,14 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is a folder of scripts
+from _server import free_port, wait_until_listening  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "94bb5cf"  # main before the web app stopped importing torch (issue 19, item 4)
@@ -81,12 +82,6 @@ def extract(rev: str, dest: Path) -> Path:
     return dest
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def memory(pid: int) -> dict[str, float]:
     """MiB resident, peak and private of ``pid``, and whether it maps libtorch."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -126,7 +121,7 @@ def measure(tree: Path, var_dir: Path, n_runs: int, requests: int) -> dict[str, 
     cmd += ["--workers", "1", "--threads", "1", "--log-level", "warning"]
     server = subprocess.Popen(cmd, cwd=tree, env=env)
     try:
-        wait_for(port, server)
+        wait_until_listening(port, server, 120)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for _ in range(requests):
             conn.request("GET", "/api/runs/", headers={"Authorization": f"Token {token}"})
@@ -142,20 +137,6 @@ def measure(tree: Path, var_dir: Path, n_runs: int, requests: int) -> dict[str, 
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def wait_for(port: int, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            if server.poll() is not None:
-                raise SystemExit(f"gunicorn exited ({server.returncode})") from None
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("gunicorn did not start in 120 s")
 
 
 def main() -> None:

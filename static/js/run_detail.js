@@ -17,6 +17,19 @@
   Chart.defaults.borderColor = GRID;
   const percentTicks = { callback: ponas.tickLabels("%") };
 
+  /** Options both training charts share (sized by their box, no animation, one tooltip for
+      every series at the hovered x, the legend below), with each chart's tooltip and axes. */
+  function seriesOptions(tooltip, scales) {
+    return {
+      responsive: true,
+      maintainAspectRatio: false,
+      animation: false,
+      interaction: { mode: "index", intersect: false },
+      plugins: { legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 2 } }, tooltip },
+      scales,
+    };
+  }
+
   // ---- stage 1: loss and accuracy by epoch --------------------------------------------------
 
   function stage1Series(metrics) {
@@ -56,21 +69,14 @@
           { label: "train accuracy", data: s.acc, yAxisID: "y1", borderColor: "#10b981", backgroundColor: "#10b981", tension: 0.25, pointRadius: 2 },
         ],
       },
-      options: {
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
-        interaction: { mode: "index", intersect: false },
-        plugins: {
-          legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 2 } },
-          tooltip: { callbacks: { label: (i) => i.dataset.label + ": " + (i.datasetIndex ? ponas.pct(i.raw) : Number(i.raw).toFixed(4)) } },
-        },
-        scales: {
+      options: seriesOptions(
+        { callbacks: { label: (i) => i.dataset.label + ": " + (i.datasetIndex ? ponas.pct(i.raw) : Number(i.raw).toFixed(4)) } },
+        {
           x: { title: { display: true, text: "epoch" }, grid: { display: false } },
           y: { position: "left", title: { display: true, text: "loss" }, beginAtZero: true, ticks: { callback: ponas.tickLabels("") } },
           y1: { position: "right", min: 0, max: 1, ticks: percentTicks, grid: { drawOnChartArea: false }, title: { display: true, text: "accuracy" } },
         },
-      },
+      ),
     });
   }
 
@@ -102,31 +108,24 @@
           { type: "bar", label: "scored", data: series.done, yAxisID: "y1", backgroundColor: "rgba(17, 24, 39, 0.05)", borderWidth: 0, barPercentage: 0.8 },
         ],
       },
-      options: {
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
-        interaction: { mode: "index", intersect: false },
-        plugins: {
-          legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 2 } },
-          tooltip: {
-            callbacks: {
-              label: (i) => {
-                if (i.dataset.yAxisID === "y1") {
-                  const r = stage2[i.dataIndex];
-                  return "scored " + r.scored + " of " + r.total + (r.chosen ? " · chosen " + r.chosen : "");
-                }
-                return i.dataset.label + ": " + ponas.pct(i.raw, 2);
-              },
+      options: seriesOptions(
+        {
+          callbacks: {
+            label: (i) => {
+              if (i.dataset.yAxisID === "y1") {
+                const r = stage2[i.dataIndex];
+                return "scored " + r.scored + " of " + r.total + (r.chosen ? " · chosen " + r.chosen : "");
+              }
+              return i.dataset.label + ": " + ponas.pct(i.raw, 2);
             },
           },
         },
-        scales: {
+        {
           x: { title: { display: true, text: "layer" }, grid: { display: false } },
           y: { ticks: percentTicks, title: { display: true, text: "validation accuracy" } },
           y1: { display: false, min: 0, max: 1 },
         },
-      },
+      ),
     });
   }
 

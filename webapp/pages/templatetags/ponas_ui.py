@@ -22,12 +22,18 @@ def cost(value, kind: str) -> str:
     return format_cost(kind, float(value))
 
 
+def _hundredths(value, digits, unit: str) -> str:
+    """A fraction times 100 with ``digits`` decimals and ``unit`` after it; an em dash for no
+    value."""
+    if value is None or value == "":
+        return "—"
+    return f"{100 * float(value):.{int(digits)}f}{unit}"
+
+
 @register.filter
 def pct(value, digits: int = 1) -> str:
     """A fraction as a percentage: ``0.9123`` -> ``91.2%``."""
-    if value is None or value == "":
-        return "—"
-    return f"{100 * float(value):.{int(digits)}f}%"
+    return _hundredths(value, digits, "%")
 
 
 @register.filter
@@ -63,9 +69,7 @@ def as_json(value) -> str:
 @register.filter
 def points(value, digits: int = 2) -> str:
     """A difference of fractions in percentage points: ``0.0042`` -> ``0.42``."""
-    if value is None or value == "":
-        return "—"
-    return f"{100 * float(value):.{int(digits)}f}"
+    return _hundredths(value, digits, "")
 
 
 @register.filter
