@@ -9,6 +9,10 @@ Flow (no chords, no result backend; the database coordinates)::
       -> finish_layer writes the stage-2 checkpoint and sends layer l + 1 ... or finalizes:
          table.json, supernet.pt, artifacts, status succeeded.
 
+A redraw (a run with a ``source_run``) has no stage 1: its first task writes the source's
+stage-1 checkpoint into its own folder with its stage-2 settings (another ``stage2_seed``)
+and goes on to stage 2; finalizing writes ``noise.json``, its entry noise against the source.
+
 Every task is idempotent: stage 1 resumes from its checkpoint, a candidate that already has
 its TableEntry is not scored again, a finished layer is not finished twice. Tasks carry the
 run's ``attempt``; a resume bumps it, so tasks of an earlier attempt still queued do nothing.
@@ -33,8 +37,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from ponas import noise
 from ponas import search as ponas_search
 from ponas.files import CHECKPOINT_DIR, SUPERNET_FILE, TABLE_FILE
+from ponas.search.checkpoint import save_checkpoint
 from ponas.space import SearchSpace
 from tasks.progress import RunRecorder, begin_stage2, guarded, leased, log
 from tasks.tracking import run_tracking
@@ -48,7 +54,8 @@ from webapp.runs.models import (
     Status,
     TableEntry,
 )
-from webapp.runs.tables import cost_tables
+from webapp.runs.models.runs import REDRAW_SETTINGS
+from webapp.runs.tables import accuracy_table, cost_tables
 
 
 def check_gpus(ngpu: int, device: str) -> None:
@@ -125,6 +132,9 @@ def _stage1(task, run: SearchRun, holding) -> bool | None:
     if not started:
         _live_run(run.pk, run.attempt)  # carries out the cancel, if that is what happened
         return None
+    if run.source_run_id is not None:  # a redraw: the source's stage 1, trained once
+        ok, _ = guarded(run, "stage 1", lambda: _stage1_of_source(run), holding)
+        return True if ok else None
     budget = settings.PONAS_STAGE1_TASK_SECONDS
     recorder = RunRecorder(run, task.request.hostname or "", holding, budget)
 
@@ -143,6 +153,25 @@ def _stage1(task, run: SearchRun, holding) -> bool | None:
 
     ok, complete = guarded(run, "stage 1", stage1, holding)
     return complete if ok else None
+
+
+def _stage1_of_source(run: SearchRun) -> None:
+    """A redraw's stage 1: its source run's stage-1 checkpoint, written into its own folder
+    (once) with the redraw's stage-2 settings, which stage 2's tasks read from it."""
+    own = _checkpoint(run, "stage1.pt")
+    if own.exists():  # written by an earlier attempt
+        return
+    source = SearchRun.objects.filter(pk=run.source_run_id).first()
+    if source is None or not source.stage1_checkpoint.is_file():
+        raise ValueError(
+            f"the stage-1 checkpoint of run {run.source_run_id} (the source of this redraw) is gone"
+        )
+    ckpt = ponas_search.load_checkpoint(source.stage1_checkpoint)
+    overrides = {k: run.config[k] for k in REDRAW_SETTINGS if k in run.config}
+    cfg = ponas_search.SearchConfig.from_dict({**ckpt["config"], **overrides})
+    payload = {k: v for k, v in ckpt.items() if k not in ("format", "space", "config")}
+    space = SearchSpace.from_dict(ckpt["space"])
+    save_checkpoint(run.out_dir, space, cfg, "stage1.pt", payload)
 
 
 def _begin_stage2(run: SearchRun) -> None:
@@ -309,6 +338,11 @@ def _finalize(run: SearchRun) -> None:
     ok, table = guarded(run, "writing the table", lambda: ponas_search.finalize(run.out_dir))
     if not ok:
         return
+    if (
+        run.source_run_id is not None
+        and not guarded(run, "measuring the entry noise", lambda: _measure_noise(run, table))[0]
+    ):
+        return
     with transaction.atomic():
         for name, kind in [
             (TABLE_FILE, Artifact.Kind.TABLE),
@@ -325,3 +359,11 @@ def _finalize(run: SearchRun) -> None:
     with run_tracking(run) as tracking:
         tracking.done(table)  # MLflow: the table as an artifact, the run finished
     log.info("run %s succeeded: path %s", run.pk, table.path)
+
+
+def _measure_noise(run: SearchRun, table) -> None:
+    """A redraw's ``noise.json``: its table against its source run's (ponas-noise/1)."""
+    source = SearchRun.objects.filter(pk=run.source_run_id).first()
+    if source is None or not source.has_table:
+        raise ValueError(f"run {run.source_run_id} (the source of this redraw) has no table")
+    noise.save(noise.measure(accuracy_table(source), table), run.noise_file)

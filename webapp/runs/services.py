@@ -202,6 +202,12 @@ def delete_run(run: SearchRun) -> None:
             f"run {run.pk} has a deployment building (deployment {building.pk}, "
             f"{building.status}); delete the run once it has finished"
         )
+    redrawing = run.redraws.filter(status__in=ACTIVE).order_by("pk").first()
+    if redrawing is not None:
+        raise Conflict(
+            f"run {run.pk} has a redraw {redrawing.status} (run {redrawing.pk}, stage 2 again on "
+            "its supernet); cancel it or delete this run once it has finished"
+        )
     auditing = run.audits.filter(status__in=ACTIVE).order_by("pk").first()
     if auditing is not None:
         raise Conflict(
@@ -222,6 +228,58 @@ def delete_run(run: SearchRun) -> None:
     out_dir = run.out_dir
     run.delete()
     transaction.on_commit(lambda: shutil.rmtree(out_dir, ignore_errors=True))
+
+
+def stage2_seed_of(run: SearchRun) -> int | None:
+    """The seed ``run``'s stage 2 drew from (its ``stage2_seed``, else its search seed), as
+    its table records it; None without a table."""
+    meta = run.table_meta or {}
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    seed = config.get("stage2_seed", -1)
+    if isinstance(seed, int) and seed >= 0:
+        return seed
+    seed = config.get("seed", meta.get("seed"))  # (tables before stage2_seed: the search's)
+    return seed if isinstance(seed, int) else None
+
+
+def next_redraw_seed(run: SearchRun) -> int:
+    """The smallest stage-2 seed that neither ``run`` nor a redraw of it has drawn from."""
+    used = {stage2_seed_of(run)} | {
+        (config or {}).get("stage2_seed") for config in run.redraws.values_list("config", flat=True)
+    }
+    return next(seed for seed in range(len(used) + 1) if seed not in used)
+
+
+@transaction.atomic
+def redraw_run(user, run: SearchRun, overrides: dict[str, Any]) -> SearchRun:
+    """Queue stage 2 again on succeeded ``run``'s stage-1 supernet, with validated stage-2
+    ``overrides`` (``stage2_seed`` among them) on top of its settings: a new run of ``user``
+    (the run's owner or an admin of its team) whose ``source_run`` is ``run``, within their
+    quota of active runs. Its worker starts from ``run``'s stage-1 checkpoint (no stage 1)
+    and, once it succeeds, writes the entry noise between the two tables (``noise.json``).
+    The run's row is locked (a delete at the same moment waits, or has already removed it)."""
+    source = SearchRun.objects.select_for_update().filter(pk=run.pk).first()
+    if source is None:
+        raise Conflict(f"run {run.pk} was deleted")
+    require_table(source, "run stage 2 again on a succeeded run")
+    if not source.stage1_checkpoint.is_file():
+        raise Conflict(
+            f"run {source.pk} has no stage-1 checkpoint any more ({source.storage_prefix}/"
+            "checkpoints/stage1.pt): stage 2 cannot run again on its supernet"
+        )
+    check_run_quota(user)
+    seed = overrides["stage2_seed"]
+    redraw = SearchRun.objects.create(
+        owner=user,
+        team=source.team,
+        name=f"{source.name or source.preset} · stage 2 again (seed {seed})"[:200],
+        preset=source.preset,
+        config={**source.config, **overrides},
+        queue=work_queue(user, source),
+        source_run=source,
+    )
+    send_search(redraw.pk, redraw.attempt, redraw.queue)
+    return redraw
 
 
 # ---- deployments ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The runs resource of the REST API: searches and what is asked of their stored tables (the
-table itself, budget previews, Pareto frontiers, plans, TensorBoard events) and their device
-profiles."""
+table itself, budget previews, Pareto frontiers, plans, TensorBoard events), their device
+profiles, and their redraws (stage 2 again on a run's supernet) with their entry noise."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
+from ponas import noise
 from ponas.solve import pareto_frontier
 from ponas.table import AccuracyTable
 from webapp.api import ERROR, LIST_ERRORS, OwnedObjectMixin, choices_message, error
 from webapp.runs import access, services
 from webapp.runs import serializers as s
 from webapp.runs.models import DeviceProfile, SearchRun, Status
+from webapp.runs.serializers.runs import RedrawSerializer
 from webapp.runs.tables import accuracy_table
 from webapp.runs.tracking import events_archive
 
@@ -136,6 +138,52 @@ class RunViewSet(
         (the owner or an admin of the run's team)."""
         run = services.resume_run(self.managed_run("resume"))
         return Response(s.SearchRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=RedrawSerializer,
+        responses={
+            201: s.SearchRunSerializer,
+            400: OpenApiTypes.OBJECT,
+            403: ERROR,
+            404: ERROR,
+            409: ERROR,
+            429: ERROR,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def redraw(self, request, pk=None):
+        """Stage 2 again on this succeeded run's stage-1 supernet with another ``stage2_seed``
+        (and optionally other stage-2 settings): a new run whose ``source_run`` is this one,
+        counted in the user's quota of runs; once it succeeds, ``noise/`` on it says how much
+        a table entry moves between the two draws (the owner or an admin of the run's team)."""
+        run = self.managed_run("run stage 2 again on")
+        query = RedrawSerializer(data=request.data, context={"request": request, "run": run})
+        query.is_valid(raise_exception=True)
+        redraw = services.redraw_run(request.user, run, query.validated_data)
+        return Response(s.SearchRunSerializer(redraw).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 404: ERROR, 409: ERROR})
+    @action(detail=True, methods=["get"])
+    def noise(self, request, pk=None):
+        """A redraw's entry noise against its source run (``ponas-noise/1``: per layer the sd
+        of an entry between the two draws against the row's spread, the budget, and the two
+        tables' self-agreement), once the redraw has succeeded."""
+        run = self.get_object()
+        doc = noise.load(run.noise_file) if run.status == Status.SUCCEEDED else None
+        if doc is not None:
+            return Response(doc)
+        if run.source_run_id is None and not run.noise_file.exists():
+            return error(
+                f"run {run.pk} is not a redraw: its entry noise is measured by a redraw of it "
+                f"(POST /api/runs/{run.pk}/redraw/), on that run",
+                status.HTTP_404_NOT_FOUND,
+            )
+        if run.status != Status.SUCCEEDED:
+            return error(
+                f"run {run.pk} is {run.status}: its entry noise is written once it has succeeded",
+                status.HTTP_409_CONFLICT,
+            )
+        return error(f"run {run.pk} has no entry noise (noise.json)", status.HTTP_404_NOT_FOUND)
 
     @extend_schema(
         parameters=[s.TableQuerySerializer],

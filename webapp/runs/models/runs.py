@@ -9,6 +9,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from ponas.files import CHECKPOINT_DIR
+from ponas.noise import NOISE_FILE
 from webapp.runs.models.base import Lifecycle, Status
 from webapp.runs.models.teams import Team
 
@@ -29,6 +31,19 @@ class Queue(models.TextChoices):
 
 # Overall progress: stage 1 counts for this fraction, stage 2 (by candidates) for the rest.
 STAGE1_SHARE = 0.5
+
+# The settings a redraw (stage 2 again on another run's supernet) may change: stage 2's alone
+# (SearchConfig validates their values); stage 1's are the source run's, trained once.
+REDRAW_SETTINGS = (
+    "stage2_seed",
+    "eval_batches",
+    "suffix_samples",
+    "finetune_steps",
+    "finetune_lr",
+    "bn_batches",
+    "score",
+    "context",
+)
 
 
 class SearchRun(Lifecycle):
@@ -81,6 +96,16 @@ class SearchRun(Lifecycle):
     base_cost = models.JSONField(null=True, blank=True)
     path = models.JSONField(default=list, blank=True)
     table_meta = models.JSONField(null=True, blank=True)
+    # A redraw: stage 2 again on this run's stage-1 supernet with another stage-2 seed (its
+    # entry noise against that run's table is its noise.json).
+    source_run = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="redraws",
+        help_text="the run whose stage-1 supernet this run's stage 2 ran on again (a redraw)",
+    )
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -101,6 +126,16 @@ class SearchRun(Lifecycle):
     @property
     def has_table(self) -> bool:
         return self.status == Status.SUCCEEDED and self.table_meta is not None
+
+    @property
+    def stage1_checkpoint(self) -> Path:
+        """The run's stage-1 checkpoint (what a redraw of it starts stage 2 from)."""
+        return self.out_dir / CHECKPOINT_DIR / "stage1.pt"
+
+    @property
+    def noise_file(self) -> Path:
+        """A redraw's entry noise against its source run (ponas-noise/1), once it succeeded."""
+        return self.out_dir / NOISE_FILE
 
 
 class MetricPoint(models.Model):

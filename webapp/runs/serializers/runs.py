@@ -1,5 +1,6 @@
 """The serializers of searches: a run as it is created and listed, its detail (metric points,
-where it waits), the query of that detail, and a search's plan before it runs."""
+where it waits, its redraws), the query of that detail, a redraw's stage-2 settings, and a
+search's plan before it runs."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ponas.search.config import ConfigError, SearchConfig, resolve
+from ponas.search.config import SCORES, ConfigError, SearchConfig, resolve
+from ponas.search.policy import CONTEXTS
 from ponas.space import SpaceError, preset_names
 from webapp.runs import datasets, workers
 from webapp.runs.limits import long_text, over_limit
 from webapp.runs.models import MetricPoint, SearchRun
+from webapp.runs.models.runs import REDRAW_SETTINGS
 from webapp.runs.serializers.fields import (
     LIFECYCLE,
+    MAX_SAFE_INTEGER,
     PublicErrorMixin,
     TeamField,
     allowed,
@@ -75,11 +79,18 @@ class SearchRunSerializer(PublicErrorMixin, serializers.ModelSerializer):
             "stage2_started",
             "cancel_requested",
             "auto_resumes",
+            "source_run",
         ]
         read_only_fields = [
             f for f in fields if f not in ("name", "team", "preset", "config", "queue")
         ]
-        extra_kwargs = {"name": {"required": False}}
+        extra_kwargs = {
+            "name": {"required": False},
+            "source_run": {
+                "help_text": "a redraw's source: the run whose stage-1 supernet its stage 2 ran "
+                "on again (null: a search of its own)"
+            },
+        }
 
     def validate_config(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -139,15 +150,23 @@ class SearchRunDetailSerializer(SearchRunSerializer):
     waiting = serializers.SerializerMethodField(
         help_text="where the run waits while none of its tasks runs (null otherwise)"
     )
+    redraws = serializers.SerializerMethodField(
+        help_text="the runs that ran stage 2 again on this run's supernet (ids, oldest first)"
+    )
 
     class Meta(SearchRunSerializer.Meta):
-        fields = [*SearchRunSerializer.Meta.fields, "path", "metrics", "waiting"]
+        fields = [*SearchRunSerializer.Meta.fields, "path", "metrics", "waiting", "redraws"]
         read_only_fields = [
             *SearchRunSerializer.Meta.read_only_fields,
             "path",
             "metrics",
             "waiting",
+            "redraws",
         ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.IntegerField()))
+    def get_redraws(self, run: SearchRun) -> list[int]:
+        return list(run.redraws.order_by("pk").values_list("pk", flat=True))
 
     @extend_schema_field(WaitingSerializer(allow_null=True))
     def get_waiting(self, run: SearchRun) -> dict[str, Any] | None:
@@ -172,6 +191,72 @@ class MetricsQuerySerializer(serializers.Serializer):
     since = serializers.DateTimeField(
         required=False, help_text="only metric points stored after this time"
     )
+
+
+def _count(**kwargs: Any) -> serializers.IntegerField:
+    return serializers.IntegerField(required=False, max_value=MAX_SAFE_INTEGER, **kwargs)
+
+
+class RedrawSerializer(serializers.Serializer):
+    """What ``POST /api/runs/{id}/redraw/`` takes: stage 2 again on the run's supernet with
+    another ``stage2_seed`` and, optionally, other stage-2 settings; validated against the run
+    (``context["run"]``): its settings with these on top, as its worker will run them."""
+
+    stage2_seed = _count(
+        min_value=0,
+        help_text="the seed of the new stage-2 draw (suffixes, fine-tune batches, validation "
+        "subset): not the run's own; default: the smallest one neither the run nor a redraw of "
+        "it drew from",
+    )
+    eval_batches = _count(help_text="validation batches per entry (default: the run's)")
+    suffix_samples = _count(help_text="suffixes an entry is averaged over (default: the run's)")
+    finetune_steps = _count(help_text="fine-tune steps per candidate (default: the run's)")
+    finetune_lr = serializers.FloatField(required=False, help_text="(default: the run's)")
+    bn_batches = _count(help_text="BN recalibration batches (default: the run's)")
+    score = serializers.ChoiceField(
+        choices=SCORES, required=False, help_text="(default: the run's)"
+    )
+    context = serializers.ChoiceField(
+        choices=CONTEXTS, required=False, help_text="(default: the run's)"
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        from webapp.runs import services
+
+        run: SearchRun = self.context["run"]
+        data = self.initial_data if isinstance(self.initial_data, dict) else {}
+        unknown = sorted(set(data) - set(REDRAW_SETTINGS))
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    "non_field_errors": [
+                        f"a redraw changes stage-2 settings only, not {[k[:40] for k in unknown[:5]]}"
+                        f"; allowed: {allowed(REDRAW_SETTINGS)}"
+                    ]
+                }
+            )
+        own = services.stage2_seed_of(run)
+        if "stage2_seed" not in attrs:
+            attrs["stage2_seed"] = services.next_redraw_seed(run)
+        elif attrs["stage2_seed"] == own:
+            raise serializers.ValidationError(
+                {
+                    "stage2_seed": [
+                        f"run {run.pk}'s stage 2 drew from seed {own}: give another seed to "
+                        "measure how much its entries move"
+                    ]
+                }
+            )
+        config = {**run.config, **attrs}
+        try:  # with the dataset's kind and folder, as a worker will run it
+            _, cfg = resolve(run.preset, datasets.search_settings(run.preset, config))
+        except (ConfigError, SpaceError, ValueError) as exc:
+            field = next((k for k in attrs if k in str(exc)), "non_field_errors")
+            raise serializers.ValidationError({field: [str(exc)]}) from None
+        if message := over_limit(run.preset, config, cfg):
+            field = next((k for k in attrs if message.startswith(f"{k}=")), "non_field_errors")
+            raise serializers.ValidationError({field: [message]})
+        return attrs
 
 
 class PlanSerializer(SearchRunSerializer):
