@@ -12,6 +12,7 @@ urlpatterns = [
     path("", views.runs_list, name="runs"),
     path("runs/new/", views.run_new, name="run-new"),
     path("runs/<int:pk>/", views.run_detail, name="run"),
+    path("runs/<int:pk>/redraw/", views.run_redraw, name="run-redraw"),
     path("deployments/", views.deployments_list, name="deployments"),
     path("deployments/<int:pk>/", views.deployment_detail, name="deployment"),
     path("workers/", views.workers_list, name="workers"),

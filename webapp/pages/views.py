@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 from knox.models import AuthToken
 
+from ponas import noise
 from webapp.pages.forms import SearchForm, preset_info
 from webapp.pages.markdown import render_markdown
 from webapp.runs import access, services, workers
@@ -35,6 +36,7 @@ from webapp.runs.serializers import (
     SearchRunSerializer,
     shown_task,
 )
+from webapp.runs.serializers.runs import RedrawSerializer
 from webapp.runs.tables import accuracy_table, fidelity
 from webapp.runs.tracking import event_files
 
@@ -177,6 +179,59 @@ def _stage2_rows(run: SearchRun) -> list[dict[str, Any]]:
     return rows
 
 
+def _entry_noise(run: SearchRun) -> dict[str, Any] | None:
+    """A succeeded redraw's entry noise against its source (its ``noise.json``), for the run
+    page's card: per layer noise, spread and their ratio, how many rows are within the
+    budget, the self-agreement; None for other runs."""
+    doc = noise.load(run.noise_file) if run.status == Status.SUCCEEDED else None
+    if doc is None:
+        return None
+    layers = doc["layers"]
+    return {
+        "budget": doc["budget"],
+        "seeds": doc["stage2_seeds"],
+        "layers": [{**x, "layer": x["layer"] + 1} for x in layers],
+        "within": sum(x["ratio"] is not None and x["ratio"] <= doc["budget"] for x in layers),
+        "agreement": [g for g in doc["agreement"] if g["tau"] is not None],
+    }
+
+
+def _redraws(request, run: SearchRun) -> dict[str, Any]:
+    """The source side of redraws for the run page: the redraws of ``run`` the user sees, and
+    whether (and with which default seed) they may start one."""
+    can = run.has_table and access.can_manage(request.user, run) and run.stage1_checkpoint.is_file()
+    return {
+        "redraws": access.visible_runs(request.user).filter(source_run=run).order_by("pk"),
+        "can_redraw": can,
+        "redraw_seed": services.next_redraw_seed(run) if can else None,
+    }
+
+
+@login_required
+@require_http_methods(["POST"])
+def run_redraw(request, pk: int):
+    """Stage 2 again on the run's supernet with another seed, as ``POST
+    /api/runs/{id}/redraw/`` does (its serializer and service): the new run's page, or back
+    to this one with why not."""
+    run = get_object_or_404(access.visible_runs(request.user), pk=pk)
+    if not access.can_manage(request.user, run):
+        messages.error(request, "only the run's owner or an admin of its team may do that")
+        return redirect("pages:run", pk=run.pk)
+    data = {k: v for k, v in request.POST.items() if k == "stage2_seed" and v.strip()}
+    query = RedrawSerializer(data=data, context={"request": request, "run": run})
+    if not query.is_valid():
+        for problems in query.errors.values():
+            for problem in problems:
+                messages.error(request, str(problem))
+        return redirect("pages:run", pk=run.pk)
+    try:
+        redraw = services.redraw_run(request.user, run, query.validated_data)
+    except (services.Conflict, services.QuotaExceeded) as exc:
+        messages.error(request, str(exc))
+        return redirect("pages:run", pk=run.pk)
+    return redirect("pages:run", pk=redraw.pk)
+
+
 @login_required
 def run_detail(request, pk: int):
     run = get_object_or_404(access.visible_runs(request.user).select_related("team"), pk=pk)
@@ -197,6 +252,8 @@ def run_detail(request, pk: int):
             "stage2_total": sum(r["total"] for r in stage2),
             # what an entry is and how certain: suffixes, images, standard errors, close calls
             "fidelity": fidelity(run) if run.has_table else None,
+            "entry_noise": _entry_noise(run),
+            **_redraws(request, run),
             "deployments": deployments,
             "has_events": bool(event_files(run)),
             "formats": FORMATS,
