@@ -18,6 +18,7 @@ from typing import Any
 
 from ponas.cli.common import EXIT_FAILED, CommandError, format_list, set_options
 from ponas.cli.flags import add_budget_flags, add_build_flags, add_json_flag, add_set_flag
+from ponas.cli.remote_redraw import add_redraw_parser
 from ponas.cli.remote_wait import (
     ended,
     stopped_waiting,
@@ -473,3 +474,5 @@ def add_remote_parser(sub: Any) -> None:
         help="show its trainings until it ends, then the report; exit 1 if it failed",
     )
     add_json_flag(p, "print the audit (or estimate) as JSON")
+
+    add_redraw_parser(rsub, _command)
