@@ -13,7 +13,7 @@ from rest_framework import serializers
 from ponas.search.config import SCORES, ConfigError, SearchConfig, resolve
 from ponas.search.policy import CONTEXTS
 from ponas.space import SpaceError, preset_names
-from webapp.runs import datasets, workers
+from webapp.runs import datasets, services, workers
 from webapp.runs.limits import long_text, over_limit
 from webapp.runs.models import MetricPoint, SearchRun
 from webapp.runs.models.runs import REDRAW_SETTINGS
@@ -221,8 +221,6 @@ class RedrawSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        from webapp.runs import services
-
         run: SearchRun = self.context["run"]
         data = self.initial_data if isinstance(self.initial_data, dict) else {}
         unknown = sorted(set(data) - set(REDRAW_SETTINGS))
