@@ -125,7 +125,7 @@ def main() -> int:
         doc = measure(search, {**base, **o}, tuple(args.seeds), work)
         ratios = [x["ratio"] for x in doc["layers"]]
         known = [r for r in ratios if r is not None]
-        within = sum(r <= noise.BUDGET for r in known)
+        within = noise.within(doc)
         taus = [g["tau"] for g in doc["agreement"] if g["tau"] is not None]
         first = results[next(iter(results))]["seconds"] if results else doc["seconds"]
         results[text] = doc

@@ -121,6 +121,12 @@ def load(path: str | Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) and doc.get("format") == NOISE_FORMAT else None
 
 
+def within(doc: dict[str, Any]) -> int:
+    """How many of a ``noise.json`` document's layers are within its noise budget (a layer
+    whose row has no spread counts as not)."""
+    return sum(x["ratio"] is not None and x["ratio"] <= doc["budget"] for x in doc["layers"])
+
+
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     """What `ponas search` prints and the run page states: per layer, noise against spread."""
     lines = []

@@ -56,3 +56,9 @@ def test_a_table_alone_says_which_rows_its_context_error_drowns(tiny_search):
     assert lines[0].endswith(
         "separates its candidates" if ratio <= noise.BUDGET else "within noise"
     )
+
+
+def test_within_counts_the_layers_at_or_under_the_budget_and_not_a_flat_row():
+    layers = [{"ratio": r} for r in (0.2, 0.5, 0.51, None)]
+    assert noise.within({"budget": 0.5, "layers": layers}) == 2
+    assert noise.within({"budget": 1.0, "layers": layers}) == 3

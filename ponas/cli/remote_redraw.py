@@ -51,8 +51,10 @@ def cmd_redraw(args: argparse.Namespace) -> int:
     )
     for line in noise.summary_lines(doc):
         print(f"  {line}")
-    within = sum(x["ratio"] is not None and x["ratio"] <= doc["budget"] for x in doc["layers"])
-    print(f"{within} of {len(doc['layers'])} layers within the budget (ratio <= {doc['budget']})")
+    print(
+        f"{noise.within(doc)} of {len(doc['layers'])} layers within the budget "
+        f"(ratio <= {doc['budget']})"
+    )
     return 0
 
 

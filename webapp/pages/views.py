@@ -191,7 +191,7 @@ def _entry_noise(run: SearchRun) -> dict[str, Any] | None:
         "budget": doc["budget"],
         "seeds": doc["stage2_seeds"],
         "layers": [{**x, "layer": x["layer"] + 1} for x in layers],
-        "within": sum(x["ratio"] is not None and x["ratio"] <= doc["budget"] for x in layers),
+        "within": noise.within(doc),
         "agreement": [g for g in doc["agreement"] if g["tau"] is not None],
     }
 
